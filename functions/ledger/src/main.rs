@@ -1,0 +1,18 @@
+//! The `ledger` Lambda: an SQS batch of EventBridge events in, partial batch failures out.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
+use mlops::lambda::sqs::handle_sqs_event;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    mlops::lambda::init_tracing();
+    let function = mlops::lambda::ledger::LedgerFn::from_env().await?;
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            handle_sqs_event(function, event.payload).await,
+        )
+    }))
+    .await
+}

@@ -1,0 +1,140 @@
+//! The `mlops` command: local preparation, run status from the ledger, schema generation, and
+//! the local dev stack with its end-to-end demo.
+
+pub mod dev;
+pub mod prepare;
+pub mod timeline;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::adapter::{aws, s3::S3Store};
+use crate::stage::ledger::Ledger;
+
+/// The routing table, embedded so the dev stack needs no file at run time.
+pub const ROUTES_JSON: &str = include_str!("../../events/routes.json");
+
+#[derive(Parser)]
+#[command(
+    name = "mlops",
+    version,
+    about = "Event-driven MLOps control plane for Amazon EKS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Clean, deduplicate and split a local file exactly as the data-arrival function does.
+    Prepare {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Print a pipeline run's timeline from the ledger.
+    Status {
+        run_id: String,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// List recent pipeline runs from the ledger.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// Regenerate (or check) the JSON Schemas in events/schemas from the Rust event types.
+    Schemas {
+        #[arg(long, default_value = "events/schemas")]
+        dir: PathBuf,
+        /// Fail instead of writing when a committed schema differs.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The local dev stack (moto + in-process functions).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Start the stack, drop the sample dataset into S3 and print the run's timeline.
+    Demo {
+        /// A CSV to upload instead of the bundled sample.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct LedgerArgs {
+    /// The artifact/ledger bucket.
+    #[arg(long, env = "MLOPS_ARTIFACT_BUCKET")]
+    bucket: String,
+    #[arg(long, env = "MLOPS_LEDGER_PREFIX", default_value = "ledger/")]
+    prefix: String,
+}
+
+/// Runs the CLI; the process exit code is 1 on error.
+pub async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Prepare {
+            config,
+            dataset,
+            input,
+            output,
+        } => prepare::run(&config, &dataset, &input, &output),
+        Command::Status { run_id, ledger } => {
+            let store = S3Store::new(aws::s3_client(&aws::load().await));
+            let l = Ledger {
+                store: &store,
+                bucket: &ledger.bucket,
+                prefix: &ledger.prefix,
+            };
+            let entries = l.timeline(&run_id).await?;
+            if entries.is_empty() {
+                anyhow::bail!(
+                    "no events recorded for run {run_id} in s3://{}/{}",
+                    ledger.bucket,
+                    ledger.prefix
+                );
+            }
+            print!("{}", timeline::render(&run_id, &entries));
+            Ok(())
+        }
+        Command::Runs { limit, ledger } => {
+            let store = S3Store::new(aws::s3_client(&aws::load().await));
+            let l = Ledger {
+                store: &store,
+                bucket: &ledger.bucket,
+                prefix: &ledger.prefix,
+            };
+            for r in l.recent(limit).await? {
+                println!("{}  {}  {}", r.time, r.run_id, r.last_event);
+            }
+            Ok(())
+        }
+        Command::Schemas { dir, check } => {
+            let stale = crate::event::write_schemas(&dir, check)?;
+            if check && !stale.is_empty() {
+                anyhow::bail!("stale schemas (run `mlops schemas`): {}", stale.join(", "));
+            }
+            Ok(())
+        }
+        Command::Dev {
+            command: DevCommand::Demo { data },
+        } => dev::demo::run(data.as_deref()).await,
+    }
+}

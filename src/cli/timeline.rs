@@ -1,0 +1,72 @@
+//! Renders a run's ledger entries as a timeline for people.
+
+use std::fmt::Write;
+
+use crate::stage::ledger::Entry;
+
+pub fn render(run_id: &str, entries: &[Entry]) -> String {
+    let mut out = format!("run {run_id}\n");
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "  {}  {:<22} {:<24} {}",
+            e.time,
+            e.source,
+            e.detail_type,
+            summary(&e.detail_type, &e.detail)
+        );
+    }
+    out
+}
+
+/// The fields worth a glance for each detail-type.
+fn summary(detail_type: &str, d: &serde_json::Value) -> String {
+    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
+    match detail_type {
+        "DatasetReady" => {
+            let c = &d["counts"];
+            format!(
+                "dataset={} version={} rows: input={} dropped_nulls={} dropped_duplicates={} train={} test={}",
+                s("dataset"),
+                s("version"),
+                c["input"],
+                c["dropped_nulls"],
+                c["dropped_duplicates"],
+                c["train"],
+                c["test"]
+            )
+        }
+        "DatasetRejected" => {
+            let reasons: Vec<String> = d["reasons"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r["message"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "dataset={} key={} reason: {}",
+                s("dataset"),
+                d["source"]["key"].as_str().unwrap_or("-"),
+                reasons.join("; ")
+            )
+        }
+        _ => {
+            let mut parts = Vec::new();
+            if let Some(o) = d.as_object() {
+                for (k, v) in o {
+                    if k == "schema_version" || k == "run_id" {
+                        continue;
+                    }
+                    if let Some(t) = v.as_str() {
+                        parts.push(format!("{k}={t}"));
+                    } else if v.is_number() {
+                        parts.push(format!("{k}={v}"));
+                    }
+                }
+            }
+            parts.join(" ")
+        }
+    }
+}

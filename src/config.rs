@@ -1,0 +1,423 @@
+//! Pipeline configuration (`samples/pipeline.yaml` shows the format) and per-function settings
+//! read from the environment once, at cold start.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The null markers pandas' `read_csv` recognises by default (`pandas._libs.parsers.STR_NA_VALUES`).
+pub const PANDAS_NA_VALUES: &[&str] = &[
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read pipeline config {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pipeline config {path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+    #[error("missing environment variables: {}", .0.join(", "))]
+    MissingEnv(Vec<String>),
+    #[error("environment variable {name}={value:?} is not valid: {message}")]
+    BadEnv {
+        name: String,
+        value: String,
+        message: String,
+    },
+}
+
+/// The whole pipeline: datasets now; models and the manifests repo join in later stages.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PipelineConfig {
+    pub datasets: BTreeMap<String, DatasetConfig>,
+    /// Model settings, read by the training and later stages.
+    #[serde(default)]
+    pub models: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub git: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// The type a required column must have.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Int,
+    Float,
+    Bool,
+    String,
+}
+
+/// `pandas` (its `read_csv` defaults) or an explicit list of strings that mean "no value".
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub enum NullMarkers {
+    #[default]
+    Pandas,
+    List(Vec<String>),
+}
+
+impl NullMarkers {
+    pub fn markers(&self) -> Vec<String> {
+        match self {
+            NullMarkers::Pandas => PANDAS_NA_VALUES.iter().map(|s| s.to_string()).collect(),
+            NullMarkers::List(l) => l.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NullMarkers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            List(Vec<String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Name(n) if n == "pandas" => Ok(NullMarkers::Pandas),
+            Raw::Name(n) => Err(serde::de::Error::custom(format!(
+                "null_markers must be \"pandas\" or a list of strings, not {n:?}"
+            ))),
+            Raw::List(l) => Ok(NullMarkers::List(l)),
+        }
+    }
+}
+
+/// One dataset: where its objects land and how they become a clean, split version.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// S3 keys under this prefix belong to the dataset.
+    pub prefix: String,
+    pub format: Format,
+    /// The label column; it is always required.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Required columns and their types; other columns are kept as they are.
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnType>,
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    #[serde(default)]
+    pub null_markers: NullMarkers,
+    /// Objects larger than this are rejected before they are read.
+    #[serde(default = "default_max_bytes", deserialize_with = "de_bytes")]
+    pub max_bytes: u64,
+    /// CSV field delimiter (one ASCII character).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// The model trained from this dataset (used by the training stage).
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+fn default_max_bytes() -> u64 {
+    10 << 30
+}
+fn default_delimiter() -> char {
+    ','
+}
+
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses sizes such as `10GiB`, `512MB`, `1024` (bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?} does not start with a number"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        u => {
+            return Err(format!(
+                "size {s:?} has an unknown unit {u:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+impl PipelineConfig {
+    pub fn from_yaml(text: &str, origin: &str) -> Result<PipelineConfig, ConfigError> {
+        let cfg: PipelineConfig =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, d) in &self.datasets {
+            if d.prefix.is_empty() {
+                return Err(format!("dataset {name}: prefix must not be empty"));
+            }
+            if !(d.test_fraction > 0.0 && d.test_fraction < 1.0) {
+                return Err(format!(
+                    "dataset {name}: test_fraction must be between 0 and 1 (exclusive), got {}",
+                    d.test_fraction
+                ));
+            }
+            if !d.delimiter.is_ascii() {
+                return Err(format!(
+                    "dataset {name}: delimiter must be one ASCII character"
+                ));
+            }
+            if let Some(other) = self
+                .datasets
+                .iter()
+                .find(|(n, o)| *n != name && o.prefix == d.prefix)
+            {
+                return Err(format!(
+                    "datasets {name} and {} share the prefix {:?}",
+                    other.0, d.prefix
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The dataset an object key belongs to: the longest configured prefix that matches.
+    pub fn dataset_for_key(&self, key: &str) -> Option<(&str, &DatasetConfig)> {
+        self.datasets
+            .iter()
+            .filter(|(_, d)| key.starts_with(&d.prefix))
+            .max_by_key(|(_, d)| d.prefix.len())
+            .map(|(n, d)| (n.as_str(), d))
+    }
+}
+
+impl DatasetConfig {
+    /// Every column the dataset requires: the declared ones plus the label.
+    pub fn required_columns(&self) -> Vec<&str> {
+        let mut cols: Vec<&str> = self.columns.keys().map(String::as_str).collect();
+        if let Some(l) = self
+            .label
+            .as_ref()
+            .filter(|l| !self.columns.contains_key(*l))
+        {
+            cols.push(l);
+        }
+        cols
+    }
+}
+
+/// Reads environment variables, collecting every missing one so they are reported together.
+pub struct Env<F: Fn(&str) -> Option<String>> {
+    lookup: F,
+    missing: Vec<String>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Env {
+            lookup,
+            missing: Vec::new(),
+        }
+    }
+
+    pub fn required(&mut self, name: &str) -> String {
+        match (self.lookup)(name).filter(|v| !v.is_empty()) {
+            Some(v) => v,
+            None => {
+                self.missing.push(name.to_owned());
+                String::new()
+            }
+        }
+    }
+
+    pub fn optional(&self, name: &str, default: &str) -> String {
+        (self.lookup)(name)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    pub fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        let raw = self.optional(name, &default.to_string());
+        raw.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| ConfigError::BadEnv {
+                name: name.to_owned(),
+                value: raw,
+                message: "expected a whole number of seconds".into(),
+            })
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::MissingEnv(self.missing))
+        }
+    }
+}
+
+/// Settings of the `data-arrival` function.
+#[derive(Debug, Clone)]
+pub struct DataArrivalSettings {
+    pub pipeline_config: PathBuf,
+    pub artifact_bucket: String,
+    pub event_bus: String,
+    pub processed_prefix: String,
+    pub state_prefix: String,
+    pub work_dir: PathBuf,
+    /// How long a claim on an object protects it from a concurrent duplicate; longer than the
+    /// function timeout, so a live invocation is never overtaken.
+    pub claim_lease: Duration,
+}
+
+impl DataArrivalSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let s = DataArrivalSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            artifact_bucket,
+            event_bus,
+            processed_prefix: env.optional("PROCESSED_PREFIX", "processed/"),
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+            work_dir: env.optional("WORK_DIR", "/tmp").into(),
+            claim_lease: env.seconds("CLAIM_LEASE_SECONDS", 960)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
+/// Settings of the `ledger` function.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub artifact_bucket: String,
+    pub ledger_prefix: String,
+}
+
+impl LedgerSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let s = LedgerSettings {
+            artifact_bucket,
+            ledger_prefix: env.optional("LEDGER_PREFIX", "ledger/"),
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_parses() {
+        let text = include_str!("../samples/pipeline.yaml");
+        let cfg = PipelineConfig::from_yaml(text, "samples/pipeline.yaml").expect("sample parses");
+        let (name, d) = cfg
+            .dataset_for_key("incoming/transactions/2026/11/a.csv")
+            .expect("matches");
+        assert_eq!(name, "transactions");
+        assert_eq!(d.max_bytes, 10 << 30);
+        assert_eq!(d.null_markers, NullMarkers::Pandas);
+        assert!(cfg.dataset_for_key("elsewhere/a.csv").is_none());
+        let (name, _) = cfg
+            .dataset_for_key("incoming/transactions-parquet/x.parquet")
+            .expect("matches");
+        assert_eq!(name, "transactions-parquet", "longest prefix wins");
+    }
+
+    #[test]
+    fn bad_config_names_the_problem() {
+        let err = PipelineConfig::from_yaml(
+            "datasets:\n  a:\n    prefix: x/\n    format: csv\n    test_fraction: 1.5\n",
+            "t.yaml",
+        )
+        .expect_err("rejected");
+        assert!(err.to_string().contains("test_fraction"), "{err}");
+        let err = PipelineConfig::from_yaml(
+            "datasets:\n  a:\n    prefix: x/\n    format: xml\n",
+            "t.yaml",
+        )
+        .expect_err("rejected");
+        assert!(err.to_string().contains("t.yaml"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_bytes("512MB"), Ok(512_000_000));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn env_reports_every_missing_variable() {
+        let err = DataArrivalSettings::from_env(|_| None).expect_err("missing");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ARTIFACT_BUCKET") && msg.contains("EVENT_BUS_NAME"),
+            "{msg}"
+        );
+    }
+}

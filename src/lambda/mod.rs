@@ -1,0 +1,20 @@
+//! Runtime glue shared by the function crates: tracing, the SQS batch consumer with per-message
+//! failures, and each function's wiring of adapters to its stage.
+
+pub mod data_arrival;
+pub mod ledger;
+pub mod sqs;
+
+/// JSON logs through `tracing` (ARCHITECTURE §3, rule 5); `RUST_LOG` sets the filter.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

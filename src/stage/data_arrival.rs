@@ -1,0 +1,482 @@
+//! Stage 1: an object landed in S3 → a clean, split dataset version → `DatasetReady`
+//! (or `DatasetRejected` when the object cannot become a dataset).
+//!
+//! Idempotency: the key is the object version (bucket, key, version id or ETag). A claim marker,
+//! created with `If-None-Match: *`, lets exactly one invocation process a version; it carries the
+//! run id, so a takeover after a crash re-emits under the same run. A redelivery after the event
+//! was put finds the marker `done` and emits nothing. A concurrent duplicate finds a live claim
+//! and asks to be retried later, by which time the marker is done.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::prepare::{self, Manifest, PrepareError, Prepared};
+use crate::config::{DatasetConfig, PipelineConfig};
+use crate::error::{BusError, Classify, ErrorClass, StoreError};
+use crate::event::{
+    BusEvent, DatasetReady, DatasetRejected, Reason, S3ObjectDetail, SCHEMA_VERSION, SourceObject,
+};
+use crate::port::{EventBus, ObjectStore, ObjectVersion, Precondition, Written};
+
+/// Where the stage writes and how it coordinates.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub artifact_bucket: String,
+    pub processed_prefix: String,
+    pub state_prefix: String,
+    pub work_dir: PathBuf,
+    pub claim_lease: Duration,
+}
+
+impl From<&crate::config::DataArrivalSettings> for Settings {
+    fn from(s: &crate::config::DataArrivalSettings) -> Self {
+        Settings {
+            artifact_bucket: s.artifact_bucket.clone(),
+            processed_prefix: s.processed_prefix.clone(),
+            state_prefix: s.state_prefix.clone(),
+            work_dir: s.work_dir.clone(),
+            claim_lease: s.claim_lease,
+        }
+    }
+}
+
+/// What handling one event came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Not ours: another detail-type, or a key under no configured prefix.
+    Ignored(String),
+    /// This object version was already handled; nothing was emitted again.
+    Duplicate {
+        run_id: String,
+    },
+    Ready(DatasetReady),
+    Rejected(DatasetRejected),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataArrivalError {
+    #[error("event is not an S3 object event: {0}")]
+    BadEvent(#[source] serde_json::Error),
+    #[error(
+        "s3://{bucket}/{key} is being processed by another invocation (run {run_id}, claimed at {claimed_at})"
+    )]
+    InProgress {
+        bucket: String,
+        key: String,
+        run_id: String,
+        claimed_at: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("preparing s3://{bucket}/{key}")]
+    Local {
+        bucket: String,
+        key: String,
+        #[source]
+        source: Box<PrepareError>,
+    },
+    #[error("preparation task failed")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("claim marker {key} is unreadable")]
+    Marker {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Classify for DataArrivalError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            // A body that is not an S3 event cannot become a DatasetRejected (there is no
+            // dataset); it is retried and lands in the DLQ, so nothing is lost.
+            DataArrivalError::BadEvent(_) => ErrorClass::Transient,
+            DataArrivalError::Store(e) => e.class(),
+            DataArrivalError::Bus(e) => e.class(),
+            _ => ErrorClass::Transient,
+        }
+    }
+}
+
+/// The claim marker's states.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum Marker {
+    Claimed {
+        run_id: String,
+        claimed_at: String,
+    },
+    Done {
+        run_id: String,
+        detail_type: String,
+        done_at: String,
+    },
+}
+
+pub struct DataArrival<'a, S, B> {
+    pub pipeline: &'a PipelineConfig,
+    pub settings: &'a Settings,
+    pub store: &'a S,
+    pub bus: &'a B,
+}
+
+impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
+    /// Handles one EventBridge event (as delivered in an SQS body).
+    pub async fn handle(
+        &self,
+        event: &EventBridgeEvent<serde_json::Value>,
+    ) -> Result<Outcome, DataArrivalError> {
+        if event.source != "aws.s3" || event.detail_type != "Object Created" {
+            return Ok(Outcome::Ignored(format!(
+                "{} {} is not an object creation",
+                event.source, event.detail_type
+            )));
+        }
+        let detail: S3ObjectDetail =
+            serde_json::from_value(event.detail.clone()).map_err(DataArrivalError::BadEvent)?;
+        let Some((dataset, cfg)) = self.pipeline.dataset_for_key(&detail.object.key) else {
+            info!(bucket = %detail.bucket.name, key = %detail.object.key, "object under no configured prefix; ignored");
+            return Ok(Outcome::Ignored(format!(
+                "{} is under no configured dataset prefix",
+                detail.object.key
+            )));
+        };
+        let source = SourceObject {
+            bucket: detail.bucket.name.clone(),
+            key: detail.object.key.clone(),
+            etag: detail.object.etag.clone(),
+            version_id: detail.object.version_id.clone(),
+            size: detail.object.size,
+        };
+        let marker_key = self.marker_key(&source);
+        let Some((run_id, claim_etag)) = self.claim(&marker_key, &source).await? else {
+            let run_id = self.marker_run_id(&marker_key).await?;
+            info!(%run_id, key = %source.key, "object version already handled; duplicate delivery");
+            return Ok(Outcome::Duplicate { run_id });
+        };
+        let span = tracing::info_span!("dataset", %run_id, %dataset, key = %source.key);
+        let _g = span.enter();
+        let (event, outcome) = match self.process(&run_id, dataset, cfg, &source).await? {
+            Decision::Ready(r) => (BusEvent::new(&r), Outcome::Ready(r)),
+            Decision::Rejected(r) => (BusEvent::new(&r), Outcome::Rejected(r)),
+        };
+        let event = event.map_err(|source| DataArrivalError::Marker {
+            key: marker_key.clone(),
+            source,
+        })?;
+        self.bus.put(std::slice::from_ref(&event)).await?;
+        let done = Marker::Done {
+            run_id: run_id.clone(),
+            detail_type: event.detail_type.clone(),
+            done_at: now(),
+        };
+        match self
+            .put_marker(&marker_key, &done, Precondition::Matches(claim_etag))
+            .await?
+        {
+            Written::Ok { .. } => {}
+            Written::PreconditionFailed => {
+                warn!(%run_id, "claim was taken over while this invocation finished")
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn process(
+        &self,
+        run_id: &str,
+        dataset: &str,
+        cfg: &DatasetConfig,
+        source: &SourceObject,
+    ) -> Result<Decision, DataArrivalError> {
+        let reject = |reason: Reason| {
+            warn!(code = %reason.code, message = %reason.message, "dataset rejected");
+            Ok(Decision::Rejected(DatasetRejected {
+                schema_version: SCHEMA_VERSION.into(),
+                run_id: run_id.to_owned(),
+                dataset: dataset.to_owned(),
+                source: source.clone(),
+                reasons: vec![reason],
+            }))
+        };
+        if let Some(size) = source.size.filter(|s| *s > cfg.max_bytes) {
+            return reject(too_large(size, cfg.max_bytes));
+        }
+        let work = tempfile::Builder::new()
+            .prefix("mlops-")
+            .tempdir_in(&self.settings.work_dir)
+            .map_err(|e| {
+                self.local(
+                    source,
+                    PrepareError::Io {
+                        path: self.settings.work_dir.clone(),
+                        source: e,
+                    },
+                )
+            })?;
+        let input = work.path().join("input");
+        let object = ObjectVersion {
+            bucket: source.bucket.clone(),
+            key: source.key.clone(),
+            version_id: source.version_id.clone(),
+            etag: source.etag.clone(),
+        };
+        match self.store.download(&object, &input, cfg.max_bytes).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {
+                return reject(reason(
+                    "object_deleted",
+                    format!(
+                        "s3://{}/{} was deleted before it could be processed",
+                        source.bucket, source.key
+                    ),
+                ));
+            }
+            Err(StoreError::Changed { .. }) => {
+                return reject(reason(
+                    "object_changed",
+                    format!(
+                        "s3://{}/{} was replaced before it could be processed; the new version has its own event",
+                        source.bucket, source.key
+                    ),
+                ));
+            }
+            Err(StoreError::TooLarge { limit, .. }) => {
+                return reject(too_large(source.size.unwrap_or(limit + 1), limit));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let out_dir = work.path().join("out");
+        let cfg_owned = cfg.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare::prepare_file(&cfg_owned, &input, &out_dir)
+        })
+        .await
+        .map_err(DataArrivalError::Task)?;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(PrepareError::Rejected(r)) => return reject(r),
+            Err(e) => return Err(self.local(source, e)),
+        };
+        let ready = self
+            .publish(run_id, dataset, cfg, source, &prepared)
+            .await?;
+        info!(version = %ready.version, train = ready.counts.train, test = ready.counts.test, "dataset ready");
+        Ok(Decision::Ready(ready))
+    }
+
+    /// Uploads train/test and then the manifest; the manifest is written last and only once, so
+    /// its presence means the version is complete and a second upload is skipped.
+    async fn publish(
+        &self,
+        run_id: &str,
+        dataset: &str,
+        cfg: &DatasetConfig,
+        source: &SourceObject,
+        p: &Prepared,
+    ) -> Result<DatasetReady, DataArrivalError> {
+        let bucket = &self.settings.artifact_bucket;
+        let base = format!(
+            "{}{}/{}/",
+            self.settings.processed_prefix, dataset, p.version
+        );
+        let (train_name, test_name) = prepare::output_names(p.format);
+        let uri = |name: &str| format!("s3://{bucket}/{base}{name}");
+        let manifest_key = format!("{base}manifest.json");
+        if self.store.get(bucket, &manifest_key).await?.is_none() {
+            let ctype = match p.format {
+                crate::config::Format::Csv => "text/csv",
+                crate::config::Format::Parquet => "application/vnd.apache.parquet",
+            };
+            self.store
+                .upload_file(bucket, &format!("{base}{train_name}"), &p.train, ctype)
+                .await?;
+            self.store
+                .upload_file(bucket, &format!("{base}{test_name}"), &p.test, ctype)
+                .await?;
+            let mut manifest = Manifest::new(dataset, cfg, p, uri(&train_name), uri(&test_name));
+            manifest.source = Some(source.clone());
+            manifest.run_id = Some(run_id.to_owned());
+            let body = serde_json::to_vec_pretty(&manifest).map_err(|source| {
+                DataArrivalError::Marker {
+                    key: manifest_key.clone(),
+                    source,
+                }
+            })?;
+            // Lost race: another object with identical content wrote the same version first.
+            let _ = self
+                .store
+                .put(bucket, &manifest_key, body, Precondition::Absent)
+                .await?;
+        }
+        Ok(DatasetReady {
+            schema_version: SCHEMA_VERSION.into(),
+            run_id: run_id.to_owned(),
+            dataset: dataset.to_owned(),
+            version: p.version.clone(),
+            format: p.format.extension().to_owned(),
+            train_uri: uri(&train_name),
+            test_uri: uri(&test_name),
+            manifest_uri: uri("manifest.json"),
+            counts: p.counts,
+            source: source.clone(),
+            model: cfg.model.clone(),
+        })
+    }
+
+    fn marker_key(&self, s: &SourceObject) -> String {
+        let ident = s.version_id.as_deref().or(s.etag.as_deref()).unwrap_or("");
+        let mut h = Sha256::new();
+        for part in [s.bucket.as_str(), s.key.as_str(), ident] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        format!(
+            "{}data-arrival/objects/{}.json",
+            self.settings.state_prefix,
+            hex::encode(h.finalize())
+        )
+    }
+
+    /// Claims the object version: `Some((run_id, marker etag))` when this invocation owns it,
+    /// `None` when it was already handled.
+    async fn claim(
+        &self,
+        key: &str,
+        source: &SourceObject,
+    ) -> Result<Option<(String, String)>, DataArrivalError> {
+        let bucket = &self.settings.artifact_bucket;
+        // Two rounds cover the only race: the marker changing between our read and our write.
+        for _ in 0..3 {
+            match self.store.get(bucket, key).await? {
+                None => {
+                    let run_id = crate::event::new_run_id();
+                    let m = Marker::Claimed {
+                        run_id: run_id.clone(),
+                        claimed_at: now(),
+                    };
+                    if let Written::Ok { etag } =
+                        self.put_marker(key, &m, Precondition::Absent).await?
+                    {
+                        return Ok(Some((run_id, etag)));
+                    }
+                }
+                Some(f) => match parse_marker(key, &f.body)? {
+                    Marker::Done { .. } => return Ok(None),
+                    Marker::Claimed { run_id, claimed_at } => {
+                        if !lease_expired(&claimed_at, self.settings.claim_lease) {
+                            return Err(DataArrivalError::InProgress {
+                                bucket: source.bucket.clone(),
+                                key: source.key.clone(),
+                                run_id,
+                                claimed_at,
+                            });
+                        }
+                        warn!(%run_id, %claimed_at, "taking over an expired claim");
+                        let m = Marker::Claimed {
+                            run_id: run_id.clone(),
+                            claimed_at: now(),
+                        };
+                        if let Written::Ok { etag } = self
+                            .put_marker(key, &m, Precondition::Matches(f.etag))
+                            .await?
+                        {
+                            return Ok(Some((run_id, etag)));
+                        }
+                    }
+                },
+            }
+        }
+        Err(DataArrivalError::InProgress {
+            bucket: source.bucket.clone(),
+            key: source.key.clone(),
+            run_id: "unknown".into(),
+            claimed_at: "contended".into(),
+        })
+    }
+
+    async fn marker_run_id(&self, key: &str) -> Result<String, DataArrivalError> {
+        Ok(
+            match self.store.get(&self.settings.artifact_bucket, key).await? {
+                Some(f) => match parse_marker(key, &f.body)? {
+                    Marker::Done { run_id, .. } | Marker::Claimed { run_id, .. } => run_id,
+                },
+                None => String::new(),
+            },
+        )
+    }
+
+    async fn put_marker(
+        &self,
+        key: &str,
+        m: &Marker,
+        pre: Precondition,
+    ) -> Result<Written, DataArrivalError> {
+        let body = serde_json::to_vec(m).map_err(|source| DataArrivalError::Marker {
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(self
+            .store
+            .put(&self.settings.artifact_bucket, key, body, pre)
+            .await?)
+    }
+
+    fn local(&self, s: &SourceObject, source: PrepareError) -> DataArrivalError {
+        DataArrivalError::Local {
+            bucket: s.bucket.clone(),
+            key: s.key.clone(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// What processing decided; each becomes exactly one event.
+enum Decision {
+    Ready(DatasetReady),
+    Rejected(DatasetRejected),
+}
+
+fn parse_marker(key: &str, body: &[u8]) -> Result<Marker, DataArrivalError> {
+    serde_json::from_slice(body).map_err(|source| DataArrivalError::Marker {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn lease_expired(claimed_at: &str, lease: Duration) -> bool {
+    match chrono::DateTime::parse_from_rfc3339(claimed_at) {
+        Ok(t) => chrono::Utc::now()
+            .signed_duration_since(t)
+            .to_std()
+            .is_ok_and(|age| age > lease),
+        Err(_) => true,
+    }
+}
+
+fn reason(code: &str, message: String) -> Reason {
+    Reason {
+        code: code.into(),
+        message,
+        column: None,
+        line: None,
+    }
+}
+
+fn too_large(size: u64, limit: u64) -> Reason {
+    reason(
+        "too_large",
+        format!("the object is {size} bytes, over the dataset's max_bytes of {limit}"),
+    )
+}

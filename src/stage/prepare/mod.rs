@@ -1,0 +1,244 @@
+//! Dataset preparation, shared by the `data-arrival` function and `mlops prepare`.
+//!
+//! Cleans a CSV or Parquet file as the seed's pandas step does (`read_csv(...).dropna()
+//! .drop_duplicates()`), splits the survivors into train and test by a hash of the row, and writes
+//! both in the input's format. Files are read in passes from disk, so memory grows only with the
+//! duplicate-detection set (16 bytes per distinct row), never with the file.
+
+mod csv;
+mod parquet;
+mod rowkey;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{DatasetConfig, Format};
+use crate::event::{Counts, Reason, SourceObject};
+
+pub use rowkey::{RowKey, Splitter, Verdict};
+
+/// Why a file cannot become a dataset (permanent), or a local I/O failure (transient).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{}", .0.message)]
+    Rejected(Reason),
+    #[error("local file {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl PrepareError {
+    pub(crate) fn reject(
+        code: &str,
+        message: String,
+        column: Option<&str>,
+        line: Option<u64>,
+    ) -> Self {
+        PrepareError::Rejected(Reason {
+            code: code.to_owned(),
+            message,
+            column: column.map(str::to_owned),
+            line,
+        })
+    }
+
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> PrepareError + '_ {
+        move |source| PrepareError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// One column of the prepared data and the type it was read as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub dtype: String,
+}
+
+/// The result of preparing one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub format: Format,
+    /// SHA-256 of the input bytes.
+    pub content_sha256: String,
+    /// The dataset version: a hash of the content and of the settings that shaped the output.
+    pub version: String,
+    pub schema: Vec<ColumnInfo>,
+    pub counts: Counts,
+    pub train: PathBuf,
+    pub test: PathBuf,
+}
+
+/// What `manifest.json` records about a dataset version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub dataset: String,
+    pub version: String,
+    pub format: Format,
+    pub content_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceObject>,
+    pub schema: Vec<ColumnInfo>,
+    pub counts: Counts,
+    pub test_fraction: f64,
+    /// How rows were assigned, so a reader can reproduce it.
+    pub split: String,
+    pub train: String,
+    pub test: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    pub created_at: String,
+}
+
+pub const SPLIT_METHOD: &str =
+    "xxh3-128 of the row's parsed values; test when the upper 64 bits < test_fraction * 2^64";
+
+impl Manifest {
+    pub fn new(
+        dataset: &str,
+        cfg: &DatasetConfig,
+        p: &Prepared,
+        train: String,
+        test: String,
+    ) -> Manifest {
+        Manifest {
+            dataset: dataset.to_owned(),
+            version: p.version.clone(),
+            format: p.format,
+            content_sha256: p.content_sha256.clone(),
+            source: None,
+            schema: p.schema.clone(),
+            counts: p.counts,
+            test_fraction: cfg.test_fraction,
+            split: SPLIT_METHOD.to_owned(),
+            train,
+            test,
+            run_id: None,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+}
+
+/// Output file names inside a version's directory or prefix.
+pub fn output_names(format: Format) -> (String, String) {
+    let ext = format.extension();
+    (format!("train.{ext}"), format!("test.{ext}"))
+}
+
+/// Prepares `input` into `out_dir/train.<ext>` and `out_dir/test.<ext>`.
+pub fn prepare_file(
+    cfg: &DatasetConfig,
+    input: &Path,
+    out_dir: &Path,
+) -> Result<Prepared, PrepareError> {
+    std::fs::create_dir_all(out_dir).map_err(PrepareError::io(out_dir))?;
+    let (train_name, test_name) = output_names(cfg.format);
+    let train = out_dir.join(train_name);
+    let test = out_dir.join(test_name);
+    let size = std::fs::metadata(input)
+        .map_err(PrepareError::io(input))?
+        .len();
+    if size == 0 {
+        return Err(PrepareError::reject(
+            "empty_file",
+            "the file is empty".into(),
+            None,
+            None,
+        ));
+    }
+    let out = match cfg.format {
+        Format::Csv => csv::prepare(cfg, input, &train, &test)?,
+        Format::Parquet => parquet::prepare(cfg, input, &train, &test)?,
+    };
+    if out.counts.train + out.counts.test == 0 {
+        return Err(PrepareError::reject(
+            "no_rows_left",
+            format!(
+                "no rows left after cleaning: {} read, {} with nulls, {} duplicates",
+                out.counts.input, out.counts.dropped_nulls, out.counts.dropped_duplicates
+            ),
+            None,
+            None,
+        ));
+    }
+    let version = dataset_version(cfg, &out.content_sha256);
+    Ok(Prepared {
+        format: cfg.format,
+        content_sha256: out.content_sha256,
+        version,
+        schema: out.schema,
+        counts: out.counts,
+        train,
+        test,
+    })
+}
+
+/// What a format engine returns.
+pub(crate) struct EngineOutput {
+    pub content_sha256: String,
+    pub schema: Vec<ColumnInfo>,
+    pub counts: Counts,
+}
+
+/// The version depends on the bytes and on every setting that changes the output, so the same
+/// object prepared under other settings is a different version.
+fn dataset_version(cfg: &DatasetConfig, content_sha256: &str) -> String {
+    let settings = serde_json::json!({
+        "format": cfg.format,
+        "columns": cfg.columns,
+        "label": cfg.label,
+        "test_fraction": cfg.test_fraction,
+        "null_markers": cfg.null_markers,
+        "delimiter": cfg.delimiter.to_string(),
+        "split": SPLIT_METHOD,
+    });
+    let mut h = Sha256::new();
+    h.update(content_sha256.as_bytes());
+    h.update(settings.to_string().as_bytes());
+    hex::encode(h.finalize())[..16].to_owned()
+}
+
+/// Reads through to the inner reader while hashing every byte.
+pub(crate) struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: io::Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    pub fn hex(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// SHA-256 of a whole file, streamed.
+pub(crate) fn sha256_file(path: &Path) -> Result<String, PrepareError> {
+    let f = std::fs::File::open(path).map_err(PrepareError::io(path))?;
+    let mut r = HashingReader::new(io::BufReader::with_capacity(1 << 20, f));
+    io::copy(&mut r, &mut io::sink()).map_err(PrepareError::io(path))?;
+    Ok(r.hex())
+}
+
+#[cfg(test)]
+mod tests;
