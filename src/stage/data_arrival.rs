@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::prepare::{self, Manifest, PrepareError, Prepared};
 use crate::config::{DatasetConfig, PipelineConfig};
@@ -162,29 +162,44 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             return Ok(Outcome::Duplicate { run_id });
         };
         let span = tracing::info_span!("dataset", %run_id, %dataset, key = %source.key);
-        let _g = span.enter();
-        let (event, outcome) = match self.process(&run_id, dataset, cfg, &source).await? {
+        match self
+            .finish(&run_id, dataset, cfg, &source, &marker_key, &claim_etag)
+            .instrument(span)
+            .await
+        {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                // Release the claim (keeping the run id) so the retry need not wait out the lease.
+                let released = Marker::Claimed { run_id: run_id.clone(), claimed_at: RELEASED.into() };
+                if let Err(r) = self.put_marker(&marker_key, &released, Precondition::Matches(claim_etag)).await {
+                    warn!(%run_id, error = %r, "could not release the claim; the retry waits for the lease");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        run_id: &str,
+        dataset: &str,
+        cfg: &DatasetConfig,
+        source: &SourceObject,
+        marker_key: &str,
+        claim_etag: &str,
+    ) -> Result<Outcome, DataArrivalError> {
+        let (event, outcome) = match self.process(run_id, dataset, cfg, source).await? {
             Decision::Ready(r) => (BusEvent::new(&r), Outcome::Ready(r)),
             Decision::Rejected(r) => (BusEvent::new(&r), Outcome::Rejected(r)),
         };
-        let event = event.map_err(|source| DataArrivalError::Marker {
-            key: marker_key.clone(),
-            source,
-        })?;
+        let event = event.map_err(|source| DataArrivalError::Marker { key: marker_key.to_owned(), source })?;
         self.bus.put(std::slice::from_ref(&event)).await?;
-        let done = Marker::Done {
-            run_id: run_id.clone(),
-            detail_type: event.detail_type.clone(),
-            done_at: now(),
-        };
-        match self
-            .put_marker(&marker_key, &done, Precondition::Matches(claim_etag))
-            .await?
-        {
-            Written::Ok { .. } => {}
-            Written::PreconditionFailed => {
-                warn!(%run_id, "claim was taken over while this invocation finished")
-            }
+        let done = Marker::Done { run_id: run_id.to_owned(), detail_type: event.detail_type.clone(), done_at: now() };
+        match self.put_marker(marker_key, &done, Precondition::Matches(claim_etag.to_owned())).await {
+            Ok(Written::Ok { .. }) => {}
+            Ok(Written::PreconditionFailed) => warn!(%run_id, "claim was taken over while this invocation finished"),
+            // The event is out; a failure here must not fail the message (that would emit twice).
+            Err(e) => warn!(%run_id, error = %e, "event emitted but the claim could not be marked done"),
         }
         Ok(outcome)
     }
@@ -451,6 +466,9 @@ fn parse_marker(key: &str, body: &[u8]) -> Result<Marker, DataArrivalError> {
     })
 }
 
+/// `claimed_at` of a released claim: expired for every lease.
+const RELEASED: &str = "1970-01-01T00:00:00Z";
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -480,3 +498,7 @@ fn too_large(size: u64, limit: u64) -> Reason {
         format!("the object is {size} bytes, over the dataset's max_bytes of {limit}"),
     )
 }
+
+#[cfg(test)]
+#[path = "data_arrival_tests.rs"]
+mod tests;
