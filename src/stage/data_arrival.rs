@@ -347,9 +347,16 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
     }
 
     fn marker_key(&self, s: &SourceObject) -> String {
-        let ident = s.version_id.as_deref().or(s.etag.as_deref()).unwrap_or("");
+        // Version id and ETag together: unversioned buckets report version id "null" for every
+        // write, so only the ETag tells an overwrite with new content apart.
         let mut h = Sha256::new();
-        for part in [s.bucket.as_str(), s.key.as_str(), ident] {
+        let parts = [
+            s.bucket.as_str(),
+            s.key.as_str(),
+            s.version_id.as_deref().unwrap_or(""),
+            s.etag.as_deref().unwrap_or(""),
+        ];
+        for part in parts {
             h.update(part.as_bytes());
             h.update([0]);
         }

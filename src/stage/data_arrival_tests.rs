@@ -196,3 +196,18 @@ async fn each_rejection_is_an_event_and_leaves_the_source_alone() {
     assert!(matches!(f.stage().handle(&ev).await, Ok(Outcome::Duplicate { .. })));
     assert_eq!(f.bus.events().len(), 8);
 }
+
+#[tokio::test]
+async fn an_overwrite_with_new_content_is_a_new_run() {
+    // Unversioned buckets send version id "null" for every write; the ETag tells them apart.
+    let f = Fixture::new();
+    let mut first = f.upload(KEY, CSV);
+    first.detail["object"]["version-id"] = "null".into();
+    let mut second = f.upload(KEY, &CSV.replace("tx-2,99.0", "tx-9,19.0"));
+    second.detail["object"]["version-id"] = "null".into();
+    // The first event's object was replaced before it was read: rejected as changed.
+    assert_eq!(rejected_code(f.stage().handle(&first).await.expect("first")), "object_changed");
+    let Outcome::Ready(r) = f.stage().handle(&second).await.expect("second") else { panic!("not ready") };
+    assert_eq!(r.counts.input, 4);
+    assert_eq!(f.bus.events().len(), 2);
+}

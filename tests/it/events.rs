@@ -1,0 +1,115 @@
+//! Every file in events/: schemas match the Rust types, each detail type has a sample that
+//! validates and round-trips, inbound samples parse, and routes name known functions.
+
+use std::path::Path;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use mlops::event::{S3ObjectDetail, all_schemas, roundtrip_detail, schema_files};
+
+use crate::harness::root;
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn files(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn committed_schemas_are_current() {
+    let dir = root().join("events/schemas");
+    let mut stale = Vec::new();
+    for (name, text) in schema_files() {
+        if std::fs::read_to_string(dir.join(&name)).ok().as_deref() != Some(text.as_str()) {
+            stale.push(name);
+        }
+    }
+    assert!(stale.is_empty(), "stale schemas (regenerate with `cargo run -- schemas`): {stale:?}");
+    let on_disk = files("events/schemas").len();
+    assert_eq!(on_disk, all_schemas().len(), "a schema file has no Rust type behind it");
+}
+
+#[test]
+fn every_detail_type_has_a_valid_sample_that_roundtrips() {
+    let schemas = all_schemas();
+    assert_eq!(schemas.len(), 17, "every detail-type of ARCHITECTURE §1");
+    for (name, function, _) in &schemas {
+        let path = root().join(format!("events/samples/mlops/{name}.json"));
+        let sample = json(&path);
+        let env: EventBridgeEvent<serde_json::Value> = serde_json::from_value(sample.clone()).expect("envelope");
+        assert_eq!(env.detail_type, *name, "{}", path.display());
+        assert_eq!(env.source, format!("mlops.{function}"), "{}", path.display());
+        let schema = json(&root().join(format!("events/schemas/{name}.json")));
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let errors: Vec<String> = validator.iter_errors(&env.detail).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{} fails its schema: {errors:?}", path.display());
+        assert_eq!(env.detail["schema_version"], "1");
+        assert!(env.detail["run_id"].as_str().is_some_and(|r| !r.is_empty()));
+        let back = roundtrip_detail(name, &env.detail).expect("typed parse");
+        assert_eq!(back, env.detail, "{} does not round-trip", path.display());
+        // A detail missing a required field must fail the schema (the test can fail).
+        let mut broken = env.detail.clone();
+        broken.as_object_mut().expect("object").remove("run_id");
+        assert!(!validator.is_valid(&broken), "{name} schema accepts a detail without run_id");
+    }
+    assert_eq!(files("events/samples/mlops").len(), schemas.len(), "a sample has no detail type");
+}
+
+#[test]
+fn inbound_samples_parse() {
+    let inbound = files("events/samples/inbound");
+    assert!(inbound.len() >= 3, "AWS and moto S3 events plus the SQS batch: {inbound:?}");
+    for path in inbound {
+        let v = json(&path);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.starts_with("s3-object-created") {
+            let env: EventBridgeEvent<serde_json::Value> = serde_json::from_value(v).expect("envelope");
+            assert_eq!((env.source.as_str(), env.detail_type.as_str()), ("aws.s3", "Object Created"));
+            let d: S3ObjectDetail = serde_json::from_value(env.detail.clone()).expect("S3 detail");
+            assert!(d.object.etag.is_some(), "{name}: etag (AWS) or eTag (moto) is read");
+            let again: S3ObjectDetail = serde_json::from_value(serde_json::to_value(&d).expect("ser")).expect("de");
+            assert_eq!(again, d, "{name} round-trips");
+        } else if name.starts_with("sqs-") {
+            let ev: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(v).expect("SqsEvent");
+            for r in ev.records {
+                let body = r.body.expect("body");
+                let env: EventBridgeEvent<serde_json::Value> = serde_json::from_str(&body).expect("body is an EventBridge event");
+                let _: S3ObjectDetail = serde_json::from_value(env.detail).expect("S3 detail");
+            }
+        } else {
+            panic!("unexpected inbound sample {name}");
+        }
+    }
+}
+
+#[test]
+fn routes_target_known_functions_on_known_buses() {
+    let routes = json(&root().join("events/routes.json"));
+    let functions: Vec<String> = std::fs::read_dir(root().join("functions"))
+        .expect("functions/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let list = routes["routes"].as_array().expect("routes array");
+    assert!(!list.is_empty());
+    let mut names = std::collections::HashSet::new();
+    for r in list {
+        let name = r["name"].as_str().expect("name");
+        assert!(names.insert(name), "route {name} is listed twice");
+        let target = r["target"].as_str().expect("target");
+        assert!(functions.iter().any(|f| f == target), "route {name} targets unknown function {target}");
+        assert!(matches!(r["bus"].as_str(), Some("default" | "mlops")), "route {name}: bus");
+        assert!(r["pattern"].is_object(), "route {name}: pattern");
+    }
+    // Every function has a route (both existing functions are queue-fed).
+    for f in &functions {
+        assert!(list.iter().any(|r| r["target"] == f.as_str()), "function {f} has no route");
+    }
+}

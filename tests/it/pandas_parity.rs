@@ -1,0 +1,87 @@
+//! `prepare` keeps exactly the rows pandas keeps: `len(pd.read_csv(f).dropna().drop_duplicates())`
+//! computed live by the pinned pandas, over real public CSVs and their variants (quoted
+//! delimiters and newlines, CRLF, BOM, NA markers, duplicates; see tests/data/public/ATTRIBUTION.md).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use mlops::config::PipelineConfig;
+use mlops::stage::prepare::{PrepareError, prepare_file};
+
+use crate::harness::{root, venv_python};
+
+fn parity_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["tests/data/public", "tests/data/public/extra"] {
+        for e in std::fs::read_dir(root().join(dir)).expect("data dir") {
+            let p = e.expect("entry").path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".csv") && !name.contains(".invalid.") {
+                files.push(p);
+            }
+        }
+    }
+    files.push(root().join("samples/data/transactions.csv"));
+    files.sort();
+    files
+}
+
+#[test]
+fn kept_rows_match_pandas() {
+    let files = parity_files();
+    assert!(files.len() >= 15, "parity corpus: {files:?}");
+    let out = Command::new(venv_python())
+        .arg(root().join("tests/pandas_count.py"))
+        .arg("--json")
+        .args(&files)
+        .output()
+        .expect("pandas_count runs");
+    assert!(out.status.success(), "pandas_count failed: {}", String::from_utf8_lossy(&out.stderr));
+    let cfg = PipelineConfig::from_yaml("datasets:\n  any:\n    prefix: x/\n    format: csv\n", "parity")
+        .expect("config")
+        .datasets
+        .remove("any")
+        .expect("dataset");
+    let reference: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(reference.len(), files.len());
+    let mut mismatches = Vec::new();
+    for (file, want) in files.iter().zip(&reference) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = prepare_file(&cfg, file, dir.path()).unwrap_or_else(|e| match e {
+            PrepareError::Rejected(r) => panic!("{} rejected: {}", file.display(), r.message),
+            other => panic!("{}: {other}", file.display()),
+        });
+        let got = (p.counts.input, p.counts.dropped_nulls, p.counts.dropped_duplicates, p.counts.train + p.counts.test);
+        let exp = (
+            want["input"].as_u64().unwrap_or(u64::MAX),
+            want["dropped_nulls"].as_u64().unwrap_or(u64::MAX),
+            want["dropped_duplicates"].as_u64().unwrap_or(u64::MAX),
+            want["kept"].as_u64().unwrap_or(u64::MAX),
+        );
+        if got != exp {
+            mismatches.push(format!("{}: mlops {got:?} vs pandas {exp:?} (input, nulls, duplicates, kept)", file.display()));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn pandas_rejects_what_we_reject() {
+    // The malformed file pandas refuses ("Expected 2 fields in line 3, saw 3") is rejected with its line.
+    let file = root().join("tests/data/public/extra/too_many_fields.invalid.csv");
+    let out = Command::new(venv_python()).arg(root().join("tests/pandas_count.py")).arg(&file).output().expect("runs");
+    assert!(!out.status.success(), "pandas accepted {}", file.display());
+    let cfg = PipelineConfig::from_yaml("datasets:\n  any:\n    prefix: x/\n    format: csv\n", "parity")
+        .expect("config")
+        .datasets
+        .remove("any")
+        .expect("dataset");
+    let dir = tempfile::tempdir().expect("tempdir");
+    match prepare_file(&cfg, &file, dir.path()) {
+        Err(PrepareError::Rejected(r)) => assert_eq!((r.code.as_str(), r.line), ("unreadable", Some(3)), "{}", r.message),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
