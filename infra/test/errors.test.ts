@@ -1,0 +1,140 @@
+/**
+ * Bad input fails synth with a message naming what is wrong. The stack validates before it makes
+ * any resource, so these cost no synth.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FunctionSpec } from '../lib/function-spec';
+import { FUNCTIONS } from '../lib/functions';
+import { loadRoutes, Route } from '../lib/routes';
+import { buildStack } from './helpers';
+
+const routes = loadRoutes();
+const row = (over: Partial<FunctionSpec>): FunctionSpec => ({
+  name: 'extra',
+  description: 'test row',
+  crate: 'functions/ledger',
+  memoryMb: 256,
+  timeoutSeconds: 10,
+  ...over,
+});
+const route = (over: Partial<Route>): Route => ({
+  name: 'extra-route',
+  bus: 'mlops',
+  description: 'test route',
+  pattern: { source: ['mlops.test'] },
+  target: 'ledger',
+  ...over,
+});
+
+function tmpFile(name: string, text: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlops-infra-'));
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+describe('the table and the routes must agree', () => {
+  test('a route naming an unknown function', () => {
+    expect(() => buildStack({ routes: [...routes, route({ name: 'to-nowhere', target: 'no-such-fn' })] })).toThrow(
+      "route 'to-nowhere' targets unknown function 'no-such-fn'",
+    );
+  });
+
+  test('a function with no route, URL or schedule', () => {
+    expect(() => buildStack({ functions: [...FUNCTIONS, row({ name: 'orphan' })] })).toThrow(
+      "function 'orphan' has no route, URL or schedule",
+    );
+  });
+
+  test('a queue-fed function that no route targets', () => {
+    expect(() => buildStack({ functions: [...FUNCTIONS, row({ name: 'unrouted', queue: {} })] })).toThrow(
+      "function 'unrouted' is queue-fed but no route in routes.json targets it",
+    );
+  });
+
+  test('a route targeting a function that is not queue-fed', () => {
+    expect(() =>
+      buildStack({
+        functions: [...FUNCTIONS, row({ name: 'hook', webhook: { signedBy: 'gitWebhookSecret' } })],
+        routes: [...routes, route({ name: 'to-hook', target: 'hook' })],
+      }),
+    ).toThrow("route 'to-hook' targets function 'hook', which is not queue-fed");
+  });
+
+  test('duplicate function or route names', () => {
+    expect(() => buildStack({ functions: [...FUNCTIONS, FUNCTIONS[1]] })).toThrow("function 'ledger' appears twice");
+    expect(() => buildStack({ routes: [...routes, routes[1]] })).toThrow("route 'ledger-all' appears twice");
+  });
+
+  test('an unknown placeholder in a pattern', () => {
+    const bad = route({ name: 'bad-placeholder', pattern: { detail: { bucket: ['{{artifact_bucket}}'] } } });
+    expect(() => buildStack({ routes: [...routes, bad] })).toThrow("route 'bad-placeholder': unknown placeholder '{{artifact_bucket}}'");
+  });
+
+  test('an unsupported top-level pattern key', () => {
+    const bad = route({ name: 'bad-key', pattern: { detailType: ['X'] } });
+    expect(() => buildStack({ routes: [...routes, bad] })).toThrow("route 'bad-key': unsupported top-level pattern key 'detailType'");
+  });
+
+  test('a malformed routes file names the route', () => {
+    const file = tmpFile('routes.json', JSON.stringify({ routes: [{ name: 'r1', bus: 'other', pattern: {}, target: 'ledger' }] }));
+    expect(() => loadRoutes(file)).toThrow(`route 'r1': 'bus' must be "default" or "mlops"`);
+  });
+});
+
+describe('rows are checked', () => {
+  test.each<[string, Partial<FunctionSpec>, string]>([
+    ['memory', { memoryMb: 64 }, "function 'extra': memoryMb must be 128..10240"],
+    ['timeout', { timeoutSeconds: 901 }, "function 'extra': timeoutSeconds must be 1..900"],
+    ['ephemeral storage', { ephemeralStorageMib: 20000 }, "function 'extra': ephemeralStorageMib must be 512..10240"],
+    ['batch size', { queue: { batchSize: 11 } }, "function 'extra': queue.batchSize must be 1..10"],
+    ['schedule', { schedule: { expression: 'every minute' } }, "function 'extra': schedule.expression must be rate(...)"],
+    ['system group', { schedule: { expression: 'rate(1 minute)' }, kubernetes: { groups: ['system:masters'] } }, "Kubernetes group 'system:masters' is reserved"],
+    ['unbound group', { schedule: { expression: 'rate(1 minute)' }, kubernetes: { groups: ['mlops-admin'] } }, "Kubernetes group 'mlops-admin' has no RoleBinding"],
+    ['name', { name: 'Bad_Name', schedule: { expression: 'rate(1 minute)' } }, "function 'Bad_Name': name must match"],
+  ])('%s', (_what, over, message) => {
+    const fn = row({ ...over });
+    const extraRoutes = fn.queue ? [route({ target: fn.name })] : [];
+    expect(() => buildStack({ functions: [...FUNCTIONS, fn], routes: [...routes, ...extraRoutes] })).toThrow(message);
+  });
+
+  test('an environment that overrides a variable the stack manages', () => {
+    const fn = row({ schedule: { expression: 'rate(1 minute)' }, environment: () => ({ GIT_TOKEN_SECRET_ARN: 'arn:x' }) });
+    expect(() => buildStack({ functions: [...FUNCTIONS, fn] })).toThrow(
+      "function 'extra': environment sets GIT_TOKEN_SECRET_ARN, which the stack manages",
+    );
+  });
+
+  test('a wildcard in an access prefix', () => {
+    const fn = row({
+      schedule: { expression: 'rate(1 minute)' },
+      access: () => [{ kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject'], prefixes: ['ledger/*'] }],
+    });
+    expect(() => buildStack({ functions: [...FUNCTIONS, fn] })).toThrow("function 'extra' artifact bucket access: prefix 'ledger/*'");
+  });
+});
+
+describe('parameters and the pipeline config are checked', () => {
+  test('a bad architecture', () => {
+    expect(() => buildStack({}, { architecture: 'sparc' })).toThrow("parameter 'architecture' must be arm64 or x86_64, got 'sparc'");
+  });
+
+  test('a log retention CloudWatch does not offer', () => {
+    expect(() => buildStack({}, { logRetentionDays: '45' })).toThrow("parameter 'logRetentionDays' must be one of");
+  });
+
+  test('a missing pipeline config', () => {
+    expect(() => buildStack({ parameters: { pipelineConfig: '/nonexistent/pipeline.yaml' } })).toThrow(
+      "pipeline config '/nonexistent/pipeline.yaml' does not exist",
+    );
+  });
+
+  test('a dataset without a prefix, or with a wildcard one', () => {
+    const noPrefix = tmpFile('p.yaml', 'datasets:\n  tx:\n    format: csv\n');
+    expect(() => buildStack({ parameters: { pipelineConfig: noPrefix } })).toThrow("dataset 'tx' has no 'prefix'");
+    const star = tmpFile('p.yaml', 'datasets:\n  tx:\n    prefix: "incoming/*"\n');
+    expect(() => buildStack({ parameters: { pipelineConfig: star } })).toThrow("dataset 'tx' prefix 'incoming/*' must be a plain key prefix");
+  });
+});

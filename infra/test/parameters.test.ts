@@ -1,0 +1,34 @@
+/** Parameters: defaults, context strings, and the README documenting every one with its default. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Architecture } from 'aws-cdk-lib/aws-lambda';
+import { DEFAULT_PARAMETERS, PARAMETER_KEYS, resolveParameters } from '../lib/parameters';
+import { newApp } from './helpers';
+
+test('defaults apply when nothing is given', () => {
+  expect(resolveParameters(undefined)).toEqual(DEFAULT_PARAMETERS);
+  expect(DEFAULT_PARAMETERS.architecture).toBe(Architecture.ARM_64);
+});
+
+test('context values (strings from -c key=value) are converted; props win over context', () => {
+  const app = newApp({ architecture: 'x86_64', maxReceiveCount: '3', clusterName: 'from-context', mlflowUrl: 'https://mlflow.internal' });
+  const p = resolveParameters(app.node, { clusterName: 'from-props' });
+  expect(p.architecture).toBe(Architecture.X86_64);
+  expect(p.maxReceiveCount).toBe(3);
+  expect(p.clusterName).toBe('from-props');
+  expect(p.mlflowUrl).toBe('https://mlflow.internal');
+});
+
+test('an out-of-range count is refused with the parameter name', () => {
+  expect(() => resolveParameters(newApp({ maxReceiveCount: '0' }).node)).toThrow("parameter 'maxReceiveCount' must be an integer in 1..1000");
+});
+
+test('infra/README.md documents every parameter with its default', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+  for (const key of PARAMETER_KEYS) {
+    const value = DEFAULT_PARAMETERS[key];
+    const shown = value instanceof Architecture ? value.name : String(value);
+    const row = readme.split('\n').find((l) => l.startsWith(`| \`${key}\``));
+    expect([key, row]).toEqual([key, expect.stringContaining(shown === '' ? '(none)' : `\`${shown}\``)]);
+  }
+});
