@@ -170,8 +170,14 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
                 // Release the claim (keeping the run id) so the retry need not wait out the lease.
-                let released = Marker::Claimed { run_id: run_id.clone(), claimed_at: RELEASED.into() };
-                if let Err(r) = self.put_marker(&marker_key, &released, Precondition::Matches(claim_etag)).await {
+                let released = Marker::Claimed {
+                    run_id: run_id.clone(),
+                    claimed_at: RELEASED.into(),
+                };
+                if let Err(r) = self
+                    .put_marker(&marker_key, &released, Precondition::Matches(claim_etag))
+                    .await
+                {
                     warn!(%run_id, error = %r, "could not release the claim; the retry waits for the lease");
                 }
                 Err(e)
@@ -192,14 +198,32 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             Decision::Ready(r) => (BusEvent::new(&r), Outcome::Ready(r)),
             Decision::Rejected(r) => (BusEvent::new(&r), Outcome::Rejected(r)),
         };
-        let event = event.map_err(|source| DataArrivalError::Marker { key: marker_key.to_owned(), source })?;
+        let event = event.map_err(|source| DataArrivalError::Marker {
+            key: marker_key.to_owned(),
+            source,
+        })?;
         self.bus.put(std::slice::from_ref(&event)).await?;
-        let done = Marker::Done { run_id: run_id.to_owned(), detail_type: event.detail_type.clone(), done_at: now() };
-        match self.put_marker(marker_key, &done, Precondition::Matches(claim_etag.to_owned())).await {
+        let done = Marker::Done {
+            run_id: run_id.to_owned(),
+            detail_type: event.detail_type.clone(),
+            done_at: now(),
+        };
+        match self
+            .put_marker(
+                marker_key,
+                &done,
+                Precondition::Matches(claim_etag.to_owned()),
+            )
+            .await
+        {
             Ok(Written::Ok { .. }) => {}
-            Ok(Written::PreconditionFailed) => warn!(%run_id, "claim was taken over while this invocation finished"),
+            Ok(Written::PreconditionFailed) => {
+                warn!(%run_id, "claim was taken over while this invocation finished")
+            }
             // The event is out; a failure here must not fail the message (that would emit twice).
-            Err(e) => warn!(%run_id, error = %e, "event emitted but the claim could not be marked done"),
+            Err(e) => {
+                warn!(%run_id, error = %e, "event emitted but the claim could not be marked done")
+            }
         }
         Ok(outcome)
     }

@@ -32,9 +32,16 @@ fn committed_schemas_are_current() {
             stale.push(name);
         }
     }
-    assert!(stale.is_empty(), "stale schemas (regenerate with `cargo run -- schemas`): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale schemas (regenerate with `cargo run -- schemas`): {stale:?}"
+    );
     let on_disk = files("events/schemas").len();
-    assert_eq!(on_disk, all_schemas().len(), "a schema file has no Rust type behind it");
+    assert_eq!(
+        on_disk,
+        all_schemas().len(),
+        "a schema file has no Rust type behind it"
+    );
 }
 
 #[test]
@@ -44,13 +51,26 @@ fn every_detail_type_has_a_valid_sample_that_roundtrips() {
     for (name, function, _) in &schemas {
         let path = root().join(format!("events/samples/mlops/{name}.json"));
         let sample = json(&path);
-        let env: EventBridgeEvent<serde_json::Value> = serde_json::from_value(sample.clone()).expect("envelope");
+        let env: EventBridgeEvent<serde_json::Value> =
+            serde_json::from_value(sample.clone()).expect("envelope");
         assert_eq!(env.detail_type, *name, "{}", path.display());
-        assert_eq!(env.source, format!("mlops.{function}"), "{}", path.display());
+        assert_eq!(
+            env.source,
+            format!("mlops.{function}"),
+            "{}",
+            path.display()
+        );
         let schema = json(&root().join(format!("events/schemas/{name}.json")));
         let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-        let errors: Vec<String> = validator.iter_errors(&env.detail).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-        assert!(errors.is_empty(), "{} fails its schema: {errors:?}", path.display());
+        let errors: Vec<String> = validator
+            .iter_errors(&env.detail)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} fails its schema: {errors:?}",
+            path.display()
+        );
         assert_eq!(env.detail["schema_version"], "1");
         assert!(env.detail["run_id"].as_str().is_some_and(|r| !r.is_empty()));
         let back = roundtrip_detail(name, &env.detail).expect("typed parse");
@@ -58,30 +78,54 @@ fn every_detail_type_has_a_valid_sample_that_roundtrips() {
         // A detail missing a required field must fail the schema (the test can fail).
         let mut broken = env.detail.clone();
         broken.as_object_mut().expect("object").remove("run_id");
-        assert!(!validator.is_valid(&broken), "{name} schema accepts a detail without run_id");
+        assert!(
+            !validator.is_valid(&broken),
+            "{name} schema accepts a detail without run_id"
+        );
     }
-    assert_eq!(files("events/samples/mlops").len(), schemas.len(), "a sample has no detail type");
+    assert_eq!(
+        files("events/samples/mlops").len(),
+        schemas.len(),
+        "a sample has no detail type"
+    );
 }
 
 #[test]
 fn inbound_samples_parse() {
     let inbound = files("events/samples/inbound");
-    assert!(inbound.len() >= 3, "AWS and moto S3 events plus the SQS batch: {inbound:?}");
+    assert!(
+        inbound.len() >= 3,
+        "AWS and moto S3 events plus the SQS batch: {inbound:?}"
+    );
     for path in inbound {
         let v = json(&path);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if name.starts_with("s3-object-created") {
-            let env: EventBridgeEvent<serde_json::Value> = serde_json::from_value(v).expect("envelope");
-            assert_eq!((env.source.as_str(), env.detail_type.as_str()), ("aws.s3", "Object Created"));
+            let env: EventBridgeEvent<serde_json::Value> =
+                serde_json::from_value(v).expect("envelope");
+            assert_eq!(
+                (env.source.as_str(), env.detail_type.as_str()),
+                ("aws.s3", "Object Created")
+            );
             let d: S3ObjectDetail = serde_json::from_value(env.detail.clone()).expect("S3 detail");
-            assert!(d.object.etag.is_some(), "{name}: etag (AWS) or eTag (moto) is read");
-            let again: S3ObjectDetail = serde_json::from_value(serde_json::to_value(&d).expect("ser")).expect("de");
+            assert!(
+                d.object.etag.is_some(),
+                "{name}: etag (AWS) or eTag (moto) is read"
+            );
+            let again: S3ObjectDetail =
+                serde_json::from_value(serde_json::to_value(&d).expect("ser")).expect("de");
             assert_eq!(again, d, "{name} round-trips");
         } else if name.starts_with("sqs-") {
-            let ev: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(v).expect("SqsEvent");
+            let ev: aws_lambda_events::event::sqs::SqsEvent =
+                serde_json::from_value(v).expect("SqsEvent");
             for r in ev.records {
                 let body = r.body.expect("body");
-                let env: EventBridgeEvent<serde_json::Value> = serde_json::from_str(&body).expect("body is an EventBridge event");
+                let env: EventBridgeEvent<serde_json::Value> =
+                    serde_json::from_str(&body).expect("body is an EventBridge event");
                 let _: S3ObjectDetail = serde_json::from_value(env.detail).expect("S3 detail");
             }
         } else {
@@ -104,12 +148,54 @@ fn routes_target_known_functions_on_known_buses() {
         let name = r["name"].as_str().expect("name");
         assert!(names.insert(name), "route {name} is listed twice");
         let target = r["target"].as_str().expect("target");
-        assert!(functions.iter().any(|f| f == target), "route {name} targets unknown function {target}");
-        assert!(matches!(r["bus"].as_str(), Some("default" | "mlops")), "route {name}: bus");
+        assert!(
+            functions.iter().any(|f| f == target),
+            "route {name} targets unknown function {target}"
+        );
+        assert!(
+            matches!(r["bus"].as_str(), Some("default" | "mlops")),
+            "route {name}: bus"
+        );
         assert!(r["pattern"].is_object(), "route {name}: pattern");
     }
     // Every function has a route (both existing functions are queue-fed).
     for f in &functions {
-        assert!(list.iter().any(|r| r["target"] == f.as_str()), "function {f} has no route");
+        assert!(
+            list.iter().any(|r| r["target"] == f.as_str()),
+            "function {f} has no route"
+        );
     }
+}
+
+#[test]
+fn every_file_in_events_roundtrips() {
+    // Walk the whole tree: each file is JSON, survives parse → serialize → parse unchanged, and
+    // belongs to a category the tests above check.
+    let mut stack = vec![root().join("events")];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p
+                .strip_prefix(root())
+                .expect("relative")
+                .to_string_lossy()
+                .into_owned();
+            let v = json(&p);
+            let again: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string_pretty(&v).expect("ser")).expect("de");
+            assert_eq!(again, v, "{rel} does not round-trip");
+            let known = rel == "events/routes.json"
+                || rel.starts_with("events/schemas/")
+                || rel.starts_with("events/samples/mlops/")
+                || rel.starts_with("events/samples/inbound/");
+            assert!(known, "{rel} is not covered by any events test");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 17 * 2 + 4, "only {seen} files under events/");
 }

@@ -18,7 +18,11 @@ pub fn root() -> PathBuf {
 
 pub fn venv_python() -> PathBuf {
     let p = root().join(".venv/bin/python");
-    assert!(p.exists(), "{} is missing: run scripts/venv.sh (make venv) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/venv.sh (make venv) first",
+        p.display()
+    );
     p
 }
 
@@ -26,7 +30,11 @@ fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
         let bin = find_moto(Some(&root()));
-        assert!(bin.exists(), "{} is missing: run scripts/venv.sh (make venv) first", bin.display());
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/venv.sh (make venv) first",
+            bin.display()
+        );
         Moto::start(&bin).expect("moto starts")
     })
 }
@@ -38,24 +46,59 @@ pub async fn sdk() -> SdkConfig {
 /// A unique resource-name prefix per test.
 pub fn prefix(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{test}-{}-{}-", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{test}-{}-{}-",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Provisions the stack from `events/routes.json`, plus a capture rule sending every `mlops.*`
 /// event on the custom bus to a queue the test reads.
-pub async fn stack(sdk: &SdkConfig, test: &str, max_receive_count: u32, visibility: u32) -> (Stack, String) {
-    let spec = StackSpec { prefix: prefix(test), max_receive_count, visibility_timeout_secs: visibility };
-    let stack = provision(sdk, &spec, &Routes::parse(ROUTES_JSON).expect("routes")).await.expect("provision");
+pub async fn stack(
+    sdk: &SdkConfig,
+    test: &str,
+    max_receive_count: u32,
+    visibility: u32,
+) -> (Stack, String) {
+    let spec = StackSpec {
+        prefix: prefix(test),
+        max_receive_count,
+        visibility_timeout_secs: visibility,
+    };
+    let stack = provision(sdk, &spec, &Routes::parse(ROUTES_JSON).expect("routes"))
+        .await
+        .expect("provision");
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let eb = aws_sdk_eventbridge::Client::new(sdk);
-    let url = sqs.create_queue().queue_name(format!("{}capture", spec.prefix)).send().await.expect("queue").queue_url().unwrap_or_default().to_owned();
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{}capture", spec.prefix))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
     let arn = queue_arn(&sqs, &url).await;
     let rule = format!("{}capture", spec.prefix);
-    eb.put_rule().name(&rule).event_bus_name(&stack.bus).event_pattern(r#"{"source":[{"prefix":"mlops."}]}"#).send().await.expect("rule");
+    eb.put_rule()
+        .name(&rule)
+        .event_bus_name(&stack.bus)
+        .event_pattern(r#"{"source":[{"prefix":"mlops."}]}"#)
+        .send()
+        .await
+        .expect("rule");
     eb.put_targets()
         .rule(&rule)
         .event_bus_name(&stack.bus)
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("capture").arn(arn).build().expect("target"))
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("capture")
+                .arn(arn)
+                .build()
+                .expect("target"),
+        )
         .send()
         .await
         .expect("targets");
@@ -70,19 +113,39 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .await
         .expect("attrs")
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
         .expect("arn")
 }
 
 /// Receives every message currently on a queue (deleting them), waiting up to `wait` for at least `min`.
-pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, min: usize, wait: Duration) -> Vec<aws_sdk_sqs::types::Message> {
+pub async fn drain(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    min: usize,
+    wait: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
     let deadline = Instant::now() + wait;
     let mut out = Vec::new();
     loop {
-        let resp = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await.expect("receive");
+        let resp = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
         let msgs = resp.messages().to_vec();
         for m in &msgs {
-            sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await.expect("delete");
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
         }
         let got = !msgs.is_empty();
         out.extend(msgs);
@@ -99,8 +162,12 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, min: usize, wait: Durat
 pub fn events_of(msgs: &[aws_sdk_sqs::types::Message]) -> Vec<(String, serde_json::Value)> {
     msgs.iter()
         .map(|m| {
-            let v: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default()).expect("event json");
-            (v["detail-type"].as_str().unwrap_or_default().to_owned(), v["detail"].clone())
+            let v: serde_json::Value =
+                serde_json::from_str(m.body().unwrap_or_default()).expect("event json");
+            (
+                v["detail-type"].as_str().unwrap_or_default().to_owned(),
+                v["detail"].clone(),
+            )
         })
         .collect()
 }

@@ -36,12 +36,19 @@ fn kept_rows_match_pandas() {
         .args(&files)
         .output()
         .expect("pandas_count runs");
-    assert!(out.status.success(), "pandas_count failed: {}", String::from_utf8_lossy(&out.stderr));
-    let cfg = PipelineConfig::from_yaml("datasets:\n  any:\n    prefix: x/\n    format: csv\n", "parity")
-        .expect("config")
-        .datasets
-        .remove("any")
-        .expect("dataset");
+    assert!(
+        out.status.success(),
+        "pandas_count failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = PipelineConfig::from_yaml(
+        "datasets:\n  any:\n    prefix: x/\n    format: csv\n",
+        "parity",
+    )
+    .expect("config")
+    .datasets
+    .remove("any")
+    .expect("dataset");
     let reference: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -54,7 +61,12 @@ fn kept_rows_match_pandas() {
             PrepareError::Rejected(r) => panic!("{} rejected: {}", file.display(), r.message),
             other => panic!("{}: {other}", file.display()),
         });
-        let got = (p.counts.input, p.counts.dropped_nulls, p.counts.dropped_duplicates, p.counts.train + p.counts.test);
+        let got = (
+            p.counts.input,
+            p.counts.dropped_nulls,
+            p.counts.dropped_duplicates,
+            p.counts.train + p.counts.test,
+        );
         let exp = (
             want["input"].as_u64().unwrap_or(u64::MAX),
             want["dropped_nulls"].as_u64().unwrap_or(u64::MAX),
@@ -62,7 +74,10 @@ fn kept_rows_match_pandas() {
             want["kept"].as_u64().unwrap_or(u64::MAX),
         );
         if got != exp {
-            mismatches.push(format!("{}: mlops {got:?} vs pandas {exp:?} (input, nulls, duplicates, kept)", file.display()));
+            mismatches.push(format!(
+                "{}: mlops {got:?} vs pandas {exp:?} (input, nulls, duplicates, kept)",
+                file.display()
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -72,16 +87,28 @@ fn kept_rows_match_pandas() {
 fn pandas_rejects_what_we_reject() {
     // The malformed file pandas refuses ("Expected 2 fields in line 3, saw 3") is rejected with its line.
     let file = root().join("tests/data/public/extra/too_many_fields.invalid.csv");
-    let out = Command::new(venv_python()).arg(root().join("tests/pandas_count.py")).arg(&file).output().expect("runs");
+    let out = Command::new(venv_python())
+        .arg(root().join("tests/pandas_count.py"))
+        .arg(&file)
+        .output()
+        .expect("runs");
     assert!(!out.status.success(), "pandas accepted {}", file.display());
-    let cfg = PipelineConfig::from_yaml("datasets:\n  any:\n    prefix: x/\n    format: csv\n", "parity")
-        .expect("config")
-        .datasets
-        .remove("any")
-        .expect("dataset");
+    let cfg = PipelineConfig::from_yaml(
+        "datasets:\n  any:\n    prefix: x/\n    format: csv\n",
+        "parity",
+    )
+    .expect("config")
+    .datasets
+    .remove("any")
+    .expect("dataset");
     let dir = tempfile::tempdir().expect("tempdir");
     match prepare_file(&cfg, &file, dir.path()) {
-        Err(PrepareError::Rejected(r)) => assert_eq!((r.code.as_str(), r.line), ("unreadable", Some(3)), "{}", r.message),
+        Err(PrepareError::Rejected(r)) => assert_eq!(
+            (r.code.as_str(), r.line),
+            ("unreadable", Some(3)),
+            "{}",
+            r.message
+        ),
         other => panic!("expected a rejection, got {other:?}"),
     }
 }

@@ -34,18 +34,34 @@ async fn upload(sdk: &aws_config::SdkConfig, stack: &Stack, key: &str, body: Vec
 
 /// Waits for moto's notification to reach the function's queue and returns its messages
 /// (left on the queue, invisible for the visibility timeout).
-async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, n: usize) -> Vec<aws_sdk_sqs::types::Message> {
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    n: usize,
+) -> Vec<aws_sdk_sqs::types::Message> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < deadline {
-        let r = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.expect("receive");
+        let r = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
         out.extend(r.messages().to_vec());
     }
     out
 }
 
 fn as_messages(msgs: &[aws_sdk_sqs::types::Message]) -> Vec<Message> {
-    msgs.iter().map(|m| Message { id: m.message_id().unwrap_or_default().into(), body: m.body().map(str::to_owned) }).collect()
+    msgs.iter()
+        .map(|m| Message {
+            id: m.message_id().unwrap_or_default().into(),
+            body: m.body().map(str::to_owned),
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -63,8 +79,15 @@ async fn put_object_flows_to_dataset_ready_and_the_ledger() {
     // unrelated key is acknowledged and ignored.
     let msgs = receive(&sqs, &stack.queue("data-arrival").expect("q").url, 2).await;
     assert_eq!(msgs.len(), 2, "moto's S3 → EventBridge → SQS delivery");
-    let bodies: Vec<serde_json::Value> = msgs.iter().map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json")).collect();
-    assert!(bodies.iter().all(|b| b["source"] == "aws.s3" && b["detail-type"] == "Object Created"));
+    let bodies: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap_or_default()).expect("json"))
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b["source"] == "aws.s3" && b["detail-type"] == "Object Created")
+    );
     let failed = process_batch(&f.data_arrival, as_messages(&msgs)).await;
     assert!(failed.is_empty(), "{failed:?}");
 
@@ -74,17 +97,31 @@ async fn put_object_flows_to_dataset_ready_and_the_ledger() {
     assert_eq!(dt, "DatasetReady");
     assert_eq!(ready["source"]["key"], KEY);
     assert_eq!(ready["counts"]["input"], 3000);
-    let kept = ready["counts"]["train"].as_u64().unwrap_or(0) + ready["counts"]["test"].as_u64().unwrap_or(0);
+    let kept = ready["counts"]["train"].as_u64().unwrap_or(0)
+        + ready["counts"]["test"].as_u64().unwrap_or(0);
     assert_eq!(kept, 2943, "pandas keeps 2943 of the sample's 3000 rows");
 
     let s3 = aws::s3_client(&sdk);
     for uri in ["train_uri", "test_uri", "manifest_uri"] {
-        let key = ready[uri].as_str().expect("uri").trim_start_matches(&format!("s3://{}/", stack.artifact_bucket)).to_owned();
-        let obj = s3.get_object().bucket(&stack.artifact_bucket).key(&key).send().await.expect(uri);
+        let key = ready[uri]
+            .as_str()
+            .expect("uri")
+            .trim_start_matches(&format!("s3://{}/", stack.artifact_bucket))
+            .to_owned();
+        let obj = s3
+            .get_object()
+            .bucket(&stack.artifact_bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect(uri);
         let bytes = obj.body.collect().await.expect("body").into_bytes();
         if uri == "train_uri" {
             let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
-            assert!(lines > ready["counts"]["train"].as_u64().unwrap_or(0), "train.csv holds the header and every train row");
+            assert!(
+                lines > ready["counts"]["train"].as_u64().unwrap_or(0),
+                "train.csv holds the header and every train row"
+            );
         }
     }
 
@@ -92,9 +129,15 @@ async fn put_object_flows_to_dataset_ready_and_the_ledger() {
     let run_id = ready["run_id"].as_str().expect("run id").to_owned();
     let deadline = Instant::now() + Duration::from_secs(10);
     let store = S3Store::new(aws::s3_client(&sdk));
-    let ledger = Ledger { store: &store, bucket: &stack.artifact_bucket, prefix: "ledger/" };
+    let ledger = Ledger {
+        store: &store,
+        bucket: &stack.artifact_bucket,
+        prefix: "ledger/",
+    };
     loop {
-        poll_once(&sqs, &stack.queue("ledger").expect("q").url, &f.ledger, 1).await.expect("ledger poll");
+        poll_once(&sqs, &stack.queue("ledger").expect("q").url, &f.ledger, 1)
+            .await
+            .expect("ledger poll");
         let t = ledger.timeline(&run_id).await.expect("timeline");
         if !t.is_empty() {
             assert_eq!(t.len(), 1);
@@ -104,7 +147,10 @@ async fn put_object_flows_to_dataset_ready_and_the_ledger() {
         assert!(Instant::now() < deadline, "ledger never filed the event");
     }
     let recent = ledger.recent(5).await.expect("recent");
-    assert_eq!(recent.first().map(|r| r.run_id.as_str()), Some(run_id.as_str()));
+    assert_eq!(
+        recent.first().map(|r| r.run_id.as_str()),
+        Some(run_id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -114,22 +160,52 @@ async fn duplicate_and_concurrent_deliveries_emit_one_event() {
     let work = tempfile::tempdir().expect("tmp");
     let f = DevFunctions::new(&sdk, &stack, pipeline(), work.path());
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    upload(&sdk, &stack, KEY, std::fs::read(root().join("samples/data/transactions.csv")).expect("sample")).await;
+    upload(
+        &sdk,
+        &stack,
+        KEY,
+        std::fs::read(root().join("samples/data/transactions.csv")).expect("sample"),
+    )
+    .await;
     let msgs = as_messages(&receive(&sqs, &stack.queue("data-arrival").expect("q").url, 1).await);
     assert_eq!(msgs.len(), 1);
 
     // Concurrent duplicate delivery: the same message handled twice at once.
-    let (a, b) = tokio::join!(process_batch(&f.data_arrival, msgs.clone()), process_batch(&f.data_arrival, msgs.clone()));
-    assert!(a.len() + b.len() <= 1, "at most the loser is retried: {a:?} {b:?}");
+    let (a, b) = tokio::join!(
+        process_batch(&f.data_arrival, msgs.clone()),
+        process_batch(&f.data_arrival, msgs.clone())
+    );
+    assert!(
+        a.len() + b.len() <= 1,
+        "at most the loser is retried: {a:?} {b:?}"
+    );
     // Redelivery (and the loser's retry): acknowledged, nothing new.
-    assert!(process_batch(&f.data_arrival, msgs.clone()).await.is_empty());
+    assert!(
+        process_batch(&f.data_arrival, msgs.clone())
+            .await
+            .is_empty()
+    );
     assert!(process_batch(&f.data_arrival, msgs).await.is_empty());
 
     let captured = events_of(&drain(&sqs, &capture, 1, Duration::from_secs(5)).await);
-    assert_eq!(captured.iter().filter(|(t, _)| t == "DatasetReady").count(), 1, "{captured:?}");
+    assert_eq!(
+        captured.iter().filter(|(t, _)| t == "DatasetReady").count(),
+        1,
+        "{captured:?}"
+    );
     assert_eq!(captured.len(), 1);
-    let listed = aws::s3_client(&sdk).list_objects_v2().bucket(&stack.artifact_bucket).prefix("processed/").send().await.expect("list");
-    assert_eq!(listed.contents().len(), 3, "one dataset version: train, test, manifest");
+    let listed = aws::s3_client(&sdk)
+        .list_objects_v2()
+        .bucket(&stack.artifact_bucket)
+        .prefix("processed/")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.contents().len(),
+        3,
+        "one dataset version: train, test, manifest"
+    );
 }
 
 #[tokio::test]
@@ -139,19 +215,45 @@ async fn a_malformed_body_fails_only_itself() {
     let work = tempfile::tempdir().expect("tmp");
     let f = DevFunctions::new(&sdk, &stack, pipeline(), work.path());
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    upload(&sdk, &stack, "incoming/transactions/a.csv", std::fs::read(root().join("samples/data/transactions.csv")).expect("sample")).await;
-    upload(&sdk, &stack, "incoming/transactions/b.csv", b"transaction_id,amount\ntx,1\n".to_vec()).await;
-    let mut msgs = as_messages(&receive(&sqs, &stack.queue("data-arrival").expect("q").url, 2).await);
+    upload(
+        &sdk,
+        &stack,
+        "incoming/transactions/a.csv",
+        std::fs::read(root().join("samples/data/transactions.csv")).expect("sample"),
+    )
+    .await;
+    upload(
+        &sdk,
+        &stack,
+        "incoming/transactions/b.csv",
+        b"transaction_id,amount\ntx,1\n".to_vec(),
+    )
+    .await;
+    let mut msgs =
+        as_messages(&receive(&sqs, &stack.queue("data-arrival").expect("q").url, 2).await);
     assert_eq!(msgs.len(), 2);
-    msgs.insert(1, Message { id: "malformed-1".into(), body: Some("{not json".into()) });
+    msgs.insert(
+        1,
+        Message {
+            id: "malformed-1".into(),
+            body: Some("{not json".into()),
+        },
+    );
     msgs.push(Message { id: "not-s3-2".into(), body: Some(r#"{"version":"0","id":"x","detail-type":"Object Created","source":"aws.s3","detail":{"nope":1}}"#.into()) });
     let failed = process_batch(&f.data_arrival, msgs).await;
-    assert_eq!(failed, vec!["malformed-1".to_owned(), "not-s3-2".to_owned()]);
+    assert_eq!(
+        failed,
+        vec!["malformed-1".to_owned(), "not-s3-2".to_owned()]
+    );
     let captured = events_of(&drain(&sqs, &capture, 2, Duration::from_secs(5)).await);
     let mut types: Vec<&str> = captured.iter().map(|(t, _)| t.as_str()).collect();
     types.sort();
     assert_eq!(types, ["DatasetReady", "DatasetRejected"]);
-    let rejected = &captured.iter().find(|(t, _)| t == "DatasetRejected").expect("rejected").1;
+    let rejected = &captured
+        .iter()
+        .find(|(t, _)| t == "DatasetRejected")
+        .expect("rejected")
+        .1;
     assert_eq!(rejected["reasons"][0]["code"], "missing_column");
 }
 
@@ -171,16 +273,31 @@ async fn a_message_that_keeps_failing_ends_in_the_dlq() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut failures = 0;
     loop {
-        let (_, failed) = poll_once(&sqs, &q.url, &f.data_arrival, 1).await.expect("poll");
+        let (_, failed) = poll_once(&sqs, &q.url, &f.data_arrival, 1)
+            .await
+            .expect("poll");
         failures += failed;
-        let dlq = sqs.receive_message().queue_url(&q.dlq_url).max_number_of_messages(10).send().await.expect("dlq");
+        let dlq = sqs
+            .receive_message()
+            .queue_url(&q.dlq_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("dlq");
         if let Some(m) = dlq.messages().first() {
-            let body: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default()).expect("json");
-            assert_eq!(body["detail"]["object"]["key"], KEY, "the original event is kept");
+            let body: serde_json::Value =
+                serde_json::from_str(m.body().unwrap_or_default()).expect("json");
+            assert_eq!(
+                body["detail"]["object"]["key"], KEY,
+                "the original event is kept"
+            );
             assert_eq!(failures, 2, "retried exactly maxReceiveCount times");
             break;
         }
-        assert!(Instant::now() < deadline, "message never reached the DLQ ({failures} failures)");
+        assert!(
+            Instant::now() < deadline,
+            "message never reached the DLQ ({failures} failures)"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

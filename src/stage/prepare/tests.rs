@@ -3,15 +3,18 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use ::parquet::arrow::ArrowWriter;
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 
 use super::*;
 use crate::config::{ColumnType, NullMarkers, PipelineConfig};
 
 fn cfg(format: Format, columns: &[(&str, ColumnType)]) -> DatasetConfig {
     let mut c = PipelineConfig::from_yaml(
-        &format!("datasets:\n  d:\n    prefix: in/\n    format: {}\n", format.extension()),
+        &format!(
+            "datasets:\n  d:\n    prefix: in/\n    format: {}\n",
+            format.extension()
+        ),
         "test",
     )
     .expect("config")
@@ -32,7 +35,9 @@ fn run(c: &DatasetConfig, body: &[u8]) -> (Result<Prepared, PrepareError>, tempf
 
 fn rows(path: &Path) -> Vec<Vec<String>> {
     let mut r = ::csv::Reader::from_path(path).expect("open");
-    r.records().map(|x| x.expect("record").iter().map(str::to_owned).collect()).collect()
+    r.records()
+        .map(|x| x.expect("record").iter().map(str::to_owned).collect())
+        .collect()
 }
 
 fn rejected(res: Result<Prepared, PrepareError>) -> Reason {
@@ -62,7 +67,13 @@ fn cleans_like_pandas() {
     let p = res.expect("prepared");
     assert_eq!(
         p.counts,
-        Counts { input: 10, dropped_nulls: 3, dropped_duplicates: 3, train: p.counts.train, test: p.counts.test }
+        Counts {
+            input: 10,
+            dropped_nulls: 3,
+            dropped_duplicates: 3,
+            train: p.counts.train,
+            test: p.counts.test
+        }
     );
     assert_eq!(p.counts.train + p.counts.test, 4);
     let mut all = rows(&p.train);
@@ -79,8 +90,17 @@ fn cleans_like_pandas() {
     .collect();
     assert_eq!(all, want, "first occurrences kept, raw text unchanged");
     let header = std::fs::read_to_string(&p.train).expect("read");
-    assert!(header.starts_with("id,amount,note\n"), "BOM stripped from the header: {header:?}");
-    assert_eq!(p.schema.iter().map(|c| c.dtype.as_str()).collect::<Vec<_>>(), ["int64", "float64", "object"]);
+    assert!(
+        header.starts_with("id,amount,note\n"),
+        "BOM stripped from the header: {header:?}"
+    );
+    assert_eq!(
+        p.schema
+            .iter()
+            .map(|c| c.dtype.as_str())
+            .collect::<Vec<_>>(),
+        ["int64", "float64", "object"]
+    );
 }
 
 #[test]
@@ -135,7 +155,10 @@ fn split_is_stable_when_rows_are_appended() {
         assert_eq!(b.get(id), Some(s), "row {id} changed sides");
     }
     let test_share = second.counts.test as f64 / 6000.0;
-    assert!((0.17..0.23).contains(&test_share), "test share {test_share}");
+    assert!(
+        (0.17..0.23).contains(&test_share),
+        "test share {test_share}"
+    );
 }
 
 #[test]
@@ -150,24 +173,43 @@ fn same_content_same_version_and_output() {
     let mut c2 = c.clone();
     c2.test_fraction = 0.5;
     let (p3, _d3) = run(&c2, body);
-    assert_ne!(p3.expect("p3").version, p1.version, "settings are part of the version");
+    assert_ne!(
+        p3.expect("p3").version,
+        p1.version,
+        "settings are part of the version"
+    );
 }
 
 #[test]
 fn rejects_a_missing_required_column() {
     let c = cfg(Format::Csv, &[("amount", ColumnType::Float)]);
     let r = rejected(run(&c, b"id,value\n1,2\n").0);
-    assert_eq!((r.code.as_str(), r.column.as_deref()), ("missing_column", Some("amount")));
-    assert!(r.message.contains("amount") && r.message.contains("id, value"), "{}", r.message);
+    assert_eq!(
+        (r.code.as_str(), r.column.as_deref()),
+        ("missing_column", Some("amount"))
+    );
+    assert!(
+        r.message.contains("amount") && r.message.contains("id, value"),
+        "{}",
+        r.message
+    );
 }
 
 #[test]
 fn rejects_a_wrong_type_naming_column_and_line() {
-    let c = cfg(Format::Csv, &[("amount", ColumnType::Float), ("n", ColumnType::Int)]);
+    let c = cfg(
+        Format::Csv,
+        &[("amount", ColumnType::Float), ("n", ColumnType::Int)],
+    );
     let r = rejected(run(&c, b"amount,n\n1.5,1\n2,2\n\"x\ny\",3\nabc,4\n").0);
     assert_eq!(r.code, "wrong_type");
     assert_eq!(r.column.as_deref(), Some("amount"));
-    assert_eq!(r.line, Some(4), "the record starts on line 4: {}", r.message);
+    assert_eq!(
+        r.line,
+        Some(4),
+        "the record starts on line 4: {}",
+        r.message
+    );
     let r = rejected(run(&c, b"amount,n\n1.5,1\n2,2.5\n").0);
     assert_eq!((r.column.as_deref(), r.line), (Some("n"), Some(3)));
     // Nulls are not type errors: the row is dropped instead.
@@ -204,21 +246,53 @@ fn parquet_bytes(batch: &RecordBatch) -> Vec<u8> {
 }
 
 fn sample_batch() -> RecordBatch {
-    let amount: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), Some(1.0), None, Some(f64::NAN), Some(2.0), Some(-0.0), Some(0.0)]));
-    let cat: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), Some("a"), Some("b"), Some("c"), None, Some("z"), Some("z")]));
+    let amount: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(1.0),
+        Some(1.0),
+        None,
+        Some(f64::NAN),
+        Some(2.0),
+        Some(-0.0),
+        Some(0.0),
+    ]));
+    let cat: ArrayRef = Arc::new(StringArray::from(vec![
+        Some("a"),
+        Some("a"),
+        Some("b"),
+        Some("c"),
+        None,
+        Some("z"),
+        Some("z"),
+    ]));
     let label: ArrayRef = Arc::new(Int64Array::from(vec![0, 0, 1, 0, 1, 1, 1]));
-    RecordBatch::try_from_iter([("amount", amount), ("merchant_category", cat), ("is_fraud", label)]).expect("batch")
+    RecordBatch::try_from_iter([
+        ("amount", amount),
+        ("merchant_category", cat),
+        ("is_fraud", label),
+    ])
+    .expect("batch")
 }
 
 #[test]
 fn parquet_cleans_and_splits() {
     let c = cfg(
         Format::Parquet,
-        &[("amount", ColumnType::Float), ("merchant_category", ColumnType::String), ("is_fraud", ColumnType::Int)],
+        &[
+            ("amount", ColumnType::Float),
+            ("merchant_category", ColumnType::String),
+            ("is_fraud", ColumnType::Int),
+        ],
     );
     let (res, _d) = run(&c, &parquet_bytes(&sample_batch()));
     let p = res.expect("prepared");
-    assert_eq!((p.counts.input, p.counts.dropped_nulls, p.counts.dropped_duplicates), (7, 3, 2));
+    assert_eq!(
+        (
+            p.counts.input,
+            p.counts.dropped_nulls,
+            p.counts.dropped_duplicates
+        ),
+        (7, 3, 2)
+    );
     assert_eq!(p.counts.train + p.counts.test, 2);
     let read = |path: &Path| -> usize {
         let f = std::fs::File::open(path).expect("open");
@@ -237,10 +311,16 @@ fn parquet_cleans_and_splits() {
 fn parquet_rejections() {
     let c = cfg(Format::Parquet, &[("amount", ColumnType::Int)]);
     let r = rejected(run(&c, &parquet_bytes(&sample_batch())).0);
-    assert_eq!((r.code.as_str(), r.column.as_deref()), ("wrong_type", Some("amount")));
+    assert_eq!(
+        (r.code.as_str(), r.column.as_deref()),
+        ("wrong_type", Some("amount"))
+    );
     let c = cfg(Format::Parquet, &[("price", ColumnType::Float)]);
     let r = rejected(run(&c, &parquet_bytes(&sample_batch())).0);
-    assert_eq!((r.code.as_str(), r.column.as_deref()), ("missing_column", Some("price")));
+    assert_eq!(
+        (r.code.as_str(), r.column.as_deref()),
+        ("missing_column", Some("price"))
+    );
     let r = rejected(run(&c, b"this is not parquet at all").0);
     assert_eq!(r.code, "unreadable");
 }
