@@ -89,3 +89,163 @@ pub trait EventBus: Send + Sync {
     /// Puts events on the bus; succeeds only when every entry was accepted.
     fn put(&self, events: &[BusEvent]) -> impl Future<Output = Result<(), BusError>> + Send;
 }
+
+/// A Kubernetes condition as read from a workload's status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Condition {
+    pub type_: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What the watcher needs to know about one workload.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WorkloadState {
+    pub kind: crate::config::WorkloadKind,
+    pub cluster: String,
+    pub namespace: String,
+    pub name: String,
+    /// For optimistic concurrency on the marker annotations.
+    pub resource_version: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub conditions: Vec<Condition>,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A pod of a workload that is not scheduled yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPod {
+    pub name: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Kubernetes API failures: permanent ones carry the apiserver's message.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{status} {reason}: {message}")]
+    Rejected {
+        status: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("{status} {reason}: {message}")]
+    Unavailable {
+        status: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("cannot reach cluster {cluster}")]
+    Connect {
+        cluster: String,
+        #[source]
+        source: crate::error::BoxError,
+    },
+}
+
+impl crate::error::Classify for ClusterError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            ClusterError::Rejected { .. } => crate::error::ErrorClass::Permanent,
+            _ => crate::error::ErrorClass::Transient,
+        }
+    }
+}
+
+/// Training workloads on a cluster (EKS through kube, or the local executor).
+pub trait Cluster: Send + Sync {
+    /// Server-side applies the workload (field manager `mlops`).
+    fn apply(
+        &self,
+        w: &crate::stage::training::Workload,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    fn get(
+        &self,
+        kind: crate::config::WorkloadKind,
+        cluster: &str,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<WorkloadState>, ClusterError>> + Send;
+
+    /// Workloads of one kind labelled `app.kubernetes.io/managed-by=mlops`; a kind whose CRD is
+    /// not installed yields none.
+    fn list(
+        &self,
+        kind: crate::config::WorkloadKind,
+        cluster: &str,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Vec<WorkloadState>, ClusterError>> + Send;
+
+    /// Sets an annotation if the object is still at `resource_version`; `false` when another
+    /// writer got there first (409 Conflict).
+    fn annotate(
+        &self,
+        w: &WorkloadState,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<bool, ClusterError>> + Send;
+
+    /// The workload's pods that are Pending.
+    fn pending_pods(
+        &self,
+        w: &WorkloadState,
+    ) -> impl Future<Output = Result<Vec<PendingPod>, ClusterError>> + Send;
+}
+
+/// An MLflow run found by its `mlops.run_id` tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedRun {
+    pub run_id: String,
+    pub experiment_id: String,
+    /// MLflow 3 logged model of the run (`m-…`), where its model artifacts live.
+    pub model_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("MLflow {op} answered {status}: {message}")]
+    Api {
+        op: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("MLflow {op} failed")]
+    Http {
+        op: &'static str,
+        #[source]
+        source: crate::error::BoxError,
+    },
+}
+
+impl crate::error::Classify for RegistryError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Transient
+    }
+}
+
+/// The MLflow tracking server and model registry.
+pub trait Registry: Send + Sync {
+    fn find_run(
+        &self,
+        experiment: &str,
+        mlops_run_id: &str,
+    ) -> impl Future<Output = Result<Option<TrackedRun>, RegistryError>> + Send;
+    /// Versions of `model` created from an MLflow run.
+    fn versions_of_run(
+        &self,
+        model: &str,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, RegistryError>> + Send;
+    /// Registers the run's logged model (`runs:/<id>/model`) as a new version; returns it.
+    fn register(
+        &self,
+        model: &str,
+        run: &TrackedRun,
+        mlops_run_id: &str,
+    ) -> impl Future<Output = Result<String, RegistryError>> + Send;
+}

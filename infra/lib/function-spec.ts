@@ -32,6 +32,31 @@ export const SECRETS = {
 
 export type SecretId = keyof typeof SECRETS;
 
+/**
+ * Environment variables the stack sets from a row's kinds (the value is fixed by the wiring it
+ * makes, so a row cannot name another): `CLUSTER_NAME` for a `kubernetes` row (the cluster of its
+ * access entry and eks:DescribeCluster), `EVENT_BUS_NAME` for a row with `putEvents` access (the
+ * bus it may put to), `PIPELINE_CONFIG` for `bundlePipelineConfig`.
+ */
+export const CLUSTER_NAME_ENV = 'CLUSTER_NAME';
+export const EVENT_BUS_NAME_ENV = 'EVENT_BUS_NAME';
+export const PIPELINE_CONFIG_ENV = 'PIPELINE_CONFIG';
+
+/** Deploy-time parameters a row may read (its `parameters`). */
+export type EnvParameter = 'mlflowUrl' | 'trainingNamespace' | 'stallAfterSeconds';
+
+/**
+ * The fixed set of deploy-time parameters a function may be given, and the variable each becomes.
+ * A row lists the ones it reads; names and values are the stack's, so no row spells them itself.
+ * A later stage that needs another parameter adds it here (and to the README's function table).
+ */
+export const PARAMETER_ENV: Readonly<Record<EnvParameter, { readonly env: string; readonly kubernetesNamespace?: boolean }>> = {
+  mlflowUrl: { env: 'MLFLOW_TRACKING_URI' },
+  /** A namespace: the row's Kubernetes groups must be bound there in k8s/rbac.yaml (checked at synth). */
+  trainingNamespace: { env: 'TRAINING_NAMESPACE', kubernetesNamespace: true },
+  stallAfterSeconds: { env: 'STALL_AFTER_SECONDS' },
+};
+
 export type BucketId = 'data' | 'artifact';
 
 /** S3 object-level actions a row may ask for (on keys under prefixes). */
@@ -108,13 +133,21 @@ export interface FunctionSpec {
 
   /** Bundle the pipeline config next to `bootstrap` and point PIPELINE_CONFIG at it. */
   readonly bundlePipelineConfig?: boolean;
+  /** Deploy-time parameters the function reads, as the variables PARAMETER_ENV names. */
+  readonly parameters?: readonly EnvParameter[];
   /** Secrets the function reads (ARNs passed as `<NAME>_SECRET_ARN`). */
   readonly secrets?: readonly SecretId[];
-  /** Kubernetes groups its role is mapped to by an EKS access entry (also grants eks:DescribeCluster). */
+  /**
+   * Kubernetes groups its role is mapped to by an EKS access entry (also grants eks:DescribeCluster
+   * on the cluster and sets CLUSTER_NAME).
+   */
   readonly kubernetes?: { readonly groups: readonly string[] };
   /** Permissions beyond its own queue, log group and secrets. */
   readonly access?: (ctx: FunctionContext) => readonly Access[];
-  /** Environment beyond RUST_LOG, PIPELINE_CONFIG and secret ARNs. */
+  /**
+   * Row-specific environment (bucket names, key prefixes), beyond what the stack sets: RUST_LOG,
+   * the kind-derived variables above, `parameters` and secret ARNs, none of which it may set.
+   */
   readonly environment?: (ctx: FunctionContext) => Readonly<Record<string, string>>;
 }
 

@@ -1,6 +1,10 @@
 /**
  * The function table: one row per Lambda function. Each later stage adds its row here, together
  * with its route in events/routes.json (queue-fed), or a `webhook` / `schedule` trigger.
+ *
+ * Environment: the stack sets EVENT_BUS_NAME (putEvents access), CLUSTER_NAME (kubernetes),
+ * PIPELINE_CONFIG (bundlePipelineConfig) and the `parameters` a row lists; `environment` is only
+ * for what is the row's own (bucket names, key prefixes).
  */
 import { FunctionSpec } from './function-spec';
 
@@ -22,7 +26,6 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     bundlePipelineConfig: true,
     environment: (ctx) => ({
       ARTIFACT_BUCKET: ctx.artifactBucketName,
-      EVENT_BUS_NAME: ctx.busName,
       PROCESSED_PREFIX,
       STATE_PREFIX,
     }),
@@ -38,6 +41,32 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
       },
       { kind: 'putEvents' },
     ],
+  },
+  {
+    name: 'launch-training',
+    description: "Applies a DatasetReady version's training workload (Job, PyTorchJob or TrainJob) on EKS; emits TrainingJobSubmitted",
+    crate: 'functions/launch-training',
+    memoryMb: 512,
+    timeoutSeconds: 60,
+    queue: { batchSize: 5 },
+    // Per-model training settings; a model's training.cluster / training.namespace override the defaults.
+    bundlePipelineConfig: true,
+    kubernetes: { groups: ['mlops-training'] },
+    parameters: ['mlflowUrl', 'trainingNamespace'],
+    // No S3 access: the trainer reads the dataset with its own (IRSA / Pod Identity) role.
+    access: () => [{ kind: 'putEvents' }],
+  },
+  {
+    name: 'training-watch',
+    description: 'Lists the training workloads it launched; emits TrainingJobSucceeded/Failed, or TrainingJobStalled for pods Pending too long',
+    crate: 'functions/training-watch',
+    memoryMb: 512,
+    timeoutSeconds: 120,
+    schedule: { expression: 'rate(1 minute)' },
+    bundlePipelineConfig: true,
+    kubernetes: { groups: ['mlops-training'] },
+    parameters: ['mlflowUrl', 'trainingNamespace', 'stallAfterSeconds'],
+    access: () => [{ kind: 'putEvents' }],
   },
   {
     name: 'ledger',

@@ -19,7 +19,19 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { AccessResources, renderAccess } from './access';
-import { BUNDLED_PIPELINE_CONFIG, FunctionContext, FunctionSpec, LAMBDA_TASK_ROOT, SECRETS, SecretId } from './function-spec';
+import {
+  Access,
+  BUNDLED_PIPELINE_CONFIG,
+  CLUSTER_NAME_ENV,
+  EVENT_BUS_NAME_ENV,
+  FunctionContext,
+  FunctionSpec,
+  LAMBDA_TASK_ROOT,
+  PARAMETER_ENV,
+  PIPELINE_CONFIG_ENV,
+  SECRETS,
+  SecretId,
+} from './function-spec';
 import { acknowledge, acknowledgeWildcardResources, iam5ResourceFinding } from './nag';
 import { Parameters } from './parameters';
 import { CodeOptions, createFunction } from './rust-code';
@@ -40,6 +52,45 @@ export function secretsOf(spec: FunctionSpec): SecretId[] {
   const ids = new Set<SecretId>(spec.secrets ?? []);
   if (spec.webhook) ids.add(spec.webhook.signedBy);
   return [...ids];
+}
+
+/** Every variable the stack manages, set or not for a given row: a row's own `environment` may use none. */
+export const MANAGED_ENV: ReadonlySet<string> = new Set([
+  'RUST_LOG',
+  PIPELINE_CONFIG_ENV,
+  CLUSTER_NAME_ENV,
+  EVENT_BUS_NAME_ENV,
+  ...Object.values(PARAMETER_ENV).map((p) => p.env),
+  ...Object.values(SECRETS).map((s) => s.env),
+]);
+
+/**
+ * A row's environment: RUST_LOG; what its kinds imply (PIPELINE_CONFIG, CLUSTER_NAME,
+ * EVENT_BUS_NAME); the parameters it lists; its secrets' ARNs; then its own `environment`, which
+ * may not set any managed name (nor any `*_SECRET_ARN`).
+ */
+export function functionEnvironment(
+  spec: FunctionSpec,
+  ctx: FunctionContext,
+  accesses: readonly Access[],
+  secretArns: readonly (readonly [SecretId, string])[],
+): Record<string, string> {
+  const managed: Record<string, string> = { RUST_LOG: ctx.params.rustLog };
+  if (spec.bundlePipelineConfig) managed[PIPELINE_CONFIG_ENV] = `${LAMBDA_TASK_ROOT}/${BUNDLED_PIPELINE_CONFIG}`;
+  if (spec.kubernetes) managed[CLUSTER_NAME_ENV] = ctx.params.clusterName;
+  if (accesses.some((a) => a.kind === 'putEvents')) managed[EVENT_BUS_NAME_ENV] = ctx.busName;
+  for (const p of spec.parameters ?? []) managed[PARAMETER_ENV[p].env] = String(ctx.params[p]);
+  for (const [id, arn] of secretArns) managed[SECRETS[id].env] = arn;
+
+  const own = spec.environment?.(ctx) ?? {};
+  const clash = Object.keys(own).filter((k) => MANAGED_ENV.has(k) || k.endsWith('_SECRET_ARN'));
+  if (clash.length > 0) {
+    throw new Error(
+      `function '${spec.name}': environment sets ${clash.join(', ')}, which the stack manages ` +
+        '(use bundlePipelineConfig, secrets, parameters, kubernetes or putEvents access)',
+    );
+  }
+  return { ...managed, ...own };
 }
 
 export function pascal(name: string): string {
@@ -85,17 +136,8 @@ export class MlopsFunction extends Construct {
     );
 
     const secretIds = secretsOf(spec);
-    const managed: Record<string, string> = {
-      RUST_LOG: params.rustLog,
-      ...(spec.bundlePipelineConfig ? { PIPELINE_CONFIG: `${LAMBDA_TASK_ROOT}/${BUNDLED_PIPELINE_CONFIG}` } : {}),
-      ...Object.fromEntries(secretIds.map((s) => [SECRETS[s].env, props.secrets[s].secretArn])),
-    };
-    const own = spec.environment?.(props.context) ?? {};
-    const clash = Object.keys(own).filter((k) => k in managed || k === 'PIPELINE_CONFIG' || k.endsWith('_SECRET_ARN'));
-    if (clash.length > 0) {
-      throw new Error(`function '${spec.name}': environment sets ${clash.join(', ')}, which the stack manages (use bundlePipelineConfig / secrets)`);
-    }
-    const environment = { ...managed, ...own };
+    const accesses = spec.access?.(props.context) ?? [];
+    const environment = functionEnvironment(spec, props.context, accesses, secretIds.map((s) => [s, props.secrets[s].secretArn]));
 
     this.fn = createFunction(
       this,
@@ -121,7 +163,7 @@ export class MlopsFunction extends Construct {
     if (spec.queue) this.queue = this.wireQueue(props, this.deadLetterQueue!);
     if (spec.webhook) this.url = this.fn.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.NONE });
     if (spec.schedule) this.schedule = this.wireSchedule(props, this.deadLetterQueue!);
-    this.wireAccess(props);
+    this.wireAccess(props, accesses);
     for (const s of secretIds) {
       this.role.addToPrincipalPolicy(
         new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [props.secrets[s].secretArn] }),
@@ -203,8 +245,7 @@ export class MlopsFunction extends Construct {
     });
   }
 
-  private wireAccess(props: MlopsFunctionProps): void {
-    const accesses = props.spec.access?.(props.context) ?? [];
+  private wireAccess(props: MlopsFunctionProps, accesses: readonly Access[]): void {
     for (const a of accesses) {
       const { statement, wildcardReason } = renderAccess(a, props.resources, props.spec.name);
       this.role.addToPrincipalPolicy(statement);

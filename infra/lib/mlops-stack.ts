@@ -18,7 +18,7 @@ import { Parameters, pipelineConfigPath, resolveParameters } from './parameters'
 import { loadPipelineConfig } from './pipeline-config';
 import { boundGroups, loadRbacObjects, RBAC_FILE } from './rbac';
 import { loadRoutes, Route, ROUTES_FILE, substitutePlaceholders } from './routes';
-import { validateFunctionTable } from './validate';
+import { validateFunctionTable, validateKubernetesScope } from './validate';
 
 export interface MlopsStackProps extends StackProps {
   /** Parameter overrides; unset ones come from context, then DEFAULT_PARAMETERS. */
@@ -49,8 +49,10 @@ export class MlopsStack extends Stack {
     this.params = params;
     const table = props.functions ?? FUNCTIONS;
     const routes = props.routes ?? loadRoutes(ROUTES_FILE);
-    validateFunctionTable(table, routes, boundGroups(loadRbacObjects(props.rbacFile ?? RBAC_FILE)));
+    const rbacGroups = boundGroups(loadRbacObjects(props.rbacFile ?? RBAC_FILE));
+    validateFunctionTable(table, routes, rbacGroups);
     const pipeline = loadPipelineConfig(pipelineConfigPath(params));
+    validateKubernetesScope(table, params, pipeline.trainingOverrides, rbacGroups);
 
     // Storage.
     this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {

@@ -16,6 +16,8 @@ export interface Parameters {
   readonly clusterName: string;
   /** Namespace where training workloads (Job, PyTorchJob, TrainJob) run. */
   readonly trainingNamespace: string;
+  /** Seconds a training workload's pods may stay Pending before training-watch reports it stalled. */
+  readonly stallAfterSeconds: number;
   /** Namespace where serving Deployments (MLflow model server, vLLM) run. */
   readonly servingNamespace: string;
   /** MLflow tracking/registry base URL, reachable from Lambda. */
@@ -49,6 +51,7 @@ export interface Parameters {
 export const DEFAULT_PARAMETERS: Parameters = {
   clusterName: 'ml-prod',
   trainingNamespace: 'training',
+  stallAfterSeconds: 1800,
   servingNamespace: 'serving',
   mlflowUrl: 'https://mlflow.example.com',
   manifestsRepo: 'https://github.com/example/ml-manifests.git',
@@ -111,6 +114,8 @@ export function resolveParameters(node: Node | undefined, overrides: Partial<Par
   const params: Parameters = {
     clusterName: parseString('clusterName', raw('clusterName')),
     trainingNamespace: parseString('trainingNamespace', raw('trainingNamespace')),
+    // At least the watch's period (it looks once a minute), at most a week.
+    stallAfterSeconds: parseCount('stallAfterSeconds', raw('stallAfterSeconds'), 60, 604800),
     servingNamespace: parseString('servingNamespace', raw('servingNamespace')),
     mlflowUrl: parseString('mlflowUrl', raw('mlflowUrl')),
     manifestsRepo: parseString('manifestsRepo', raw('manifestsRepo')),

@@ -1,7 +1,9 @@
 /**
  * Reads what the infrastructure needs from the pipeline config (samples/pipeline.yaml by default):
- * the S3 prefix of each dataset, which scopes data-arrival's read access to the data bucket.
- * The Rust code owns the full schema; this only checks the fields it uses.
+ * the S3 prefix of each dataset, which scopes data-arrival's read access to the data bucket, and
+ * each model's `training.cluster` / `training.namespace` overrides, which must stay within the
+ * cluster and RBAC the training functions are given. The Rust code owns the full schema; this only
+ * checks the fields it uses.
  */
 import * as fs from 'node:fs';
 import { parse } from 'yaml';
@@ -11,6 +13,38 @@ export interface PipelineConfigSummary {
   readonly path: string;
   /** Dataset name → S3 key prefix, in file order. */
   readonly datasetPrefixes: ReadonlyMap<string, string>;
+  /** Model name → its `training.cluster` / `training.namespace`, for models that set either. */
+  readonly trainingOverrides: ReadonlyMap<string, TrainingOverride>;
+}
+
+export interface TrainingOverride {
+  readonly cluster?: string;
+  readonly namespace?: string;
+}
+
+function isMap(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === 'object' && !Array.isArray(x);
+}
+
+function trainingOverrides(doc: unknown, file: string): Map<string, TrainingOverride> {
+  const out = new Map<string, TrainingOverride>();
+  const models = isMap(doc) ? doc.models : undefined;
+  if (!isMap(models)) return out;
+  for (const [name, model] of Object.entries(models)) {
+    const training = isMap(model) ? model.training : undefined;
+    if (!isMap(training)) continue;
+    const o: { cluster?: string; namespace?: string } = {};
+    for (const key of ['cluster', 'namespace'] as const) {
+      const v = training[key];
+      if (v === undefined || v === null) continue;
+      if (typeof v !== 'string' || v.trim() === '') {
+        throw new Error(`pipeline config '${file}': model '${name}' training.${key} must be a non-empty string`);
+      }
+      o[key] = v;
+    }
+    if (o.cluster !== undefined || o.namespace !== undefined) out.set(name, o);
+  }
+  return out;
 }
 
 export function loadPipelineConfig(file: string): PipelineConfigSummary {
@@ -45,5 +79,5 @@ export function loadPipelineConfig(file: string): PipelineConfigSummary {
   if (prefixes.size === 0) {
     throw new Error(`pipeline config '${file}' declares no datasets`);
   }
-  return { path: file, datasetPrefixes: prefixes };
+  return { path: file, datasetPrefixes: prefixes, trainingOverrides: trainingOverrides(doc, file) };
 }

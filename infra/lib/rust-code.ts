@@ -73,10 +73,14 @@ export function createFunction(scope: Construct, id: string, spec: FunctionSpec,
           'cannot be built; install it, or synthesize with -c skipBundling=true (not deployable)',
       );
     }
+    const manifestPath = path.join(REPO_ROOT, spec.crate, 'Cargo.toml');
+    if (!fs.existsSync(manifestPath)) {
+      throw new Error(`function '${spec.name}': crate '${spec.crate}' has no Cargo.toml (${manifestPath})`);
+    }
     return new RustFunction(scope, id, {
       ...props,
       runtime: RUNTIME,
-      manifestPath: path.join(REPO_ROOT, spec.crate, 'Cargo.toml'),
+      manifestPath,
       binaryName: spec.binary ?? spec.name,
       bundling: {
         architecture: props.architecture,

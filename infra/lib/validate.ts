@@ -3,7 +3,9 @@
  * made, so a bad row or route fails `cdk synth` with a message naming it (instead of deploying a
  * function nothing invokes, or a rule with no target).
  */
-import { FunctionSpec, SECRETS } from './function-spec';
+import { FunctionSpec, PARAMETER_ENV, SECRETS } from './function-spec';
+import { Parameters } from './parameters';
+import { TrainingOverride } from './pipeline-config';
 import { Route } from './routes';
 
 const NAME = /^[a-z][a-z0-9-]{0,47}$/;
@@ -58,6 +60,11 @@ export function validateFunctionTable(
     for (const s of [...(f.secrets ?? []), ...(f.webhook ? [f.webhook.signedBy] : [])]) {
       if (!(s in SECRETS)) throw new Error(`${at}: unknown secret '${s}' (known: ${Object.keys(SECRETS).join(', ')})`);
     }
+    for (const p of f.parameters ?? []) {
+      if (!(p in PARAMETER_ENV)) {
+        throw new Error(`${at}: unknown parameter '${p}' (a function may read: ${Object.keys(PARAMETER_ENV).join(', ')})`);
+      }
+    }
     if (f.kubernetes) {
       if (f.kubernetes.groups.length === 0) throw new Error(`${at}: kubernetes.groups is empty`);
       for (const g of f.kubernetes.groups) {
@@ -93,6 +100,51 @@ export function validateFunctionTable(
     }
     if (f.queue && !routed.has(f.name)) {
       throw new Error(`function '${f.name}' is queue-fed but no route in routes.json targets it`);
+    }
+  }
+}
+
+/**
+ * The Kubernetes side must match where the functions are pointed: a namespace a Kubernetes-facing
+ * row reads (a `kubernetesNamespace` parameter, or a model's `training.namespace` in the pipeline
+ * config it bundles) must have one of its groups bound there in k8s/rbac.yaml, and a model's
+ * `training.cluster` must be the stack's cluster (the only one the roles may describe and have
+ * access entries on). Otherwise the functions would deploy and then get 403s at run time.
+ */
+export function validateKubernetesScope(
+  functions: readonly FunctionSpec[],
+  params: Parameters,
+  trainingOverrides: ReadonlyMap<string, TrainingOverride>,
+  rbacGroups: ReadonlyMap<string, ReadonlySet<string>>,
+): void {
+  for (const f of functions) {
+    if (!f.kubernetes) continue;
+    const groups = f.kubernetes.groups;
+    const namespaces: [string, string][] = [];
+    for (const p of f.parameters ?? []) {
+      if (!PARAMETER_ENV[p].kubernetesNamespace) continue;
+      namespaces.push([String(params[p]), `parameter ${p}`]);
+      if (p === 'trainingNamespace' && f.bundlePipelineConfig) {
+        for (const [model, o] of trainingOverrides) if (o.namespace) namespaces.push([o.namespace, `model '${model}' training.namespace`]);
+      }
+    }
+    for (const [ns, from] of namespaces) {
+      if (!groups.some((g) => rbacGroups.get(g)?.has(ns))) {
+        throw new Error(
+          `function '${f.name}': namespace '${ns}' (${from}) has no RoleBinding for its Kubernetes group(s) ` +
+            `${groups.join(', ')} in infra/k8s/rbac.yaml; bind them there or change the namespace`,
+        );
+      }
+    }
+  }
+  const readers = functions.filter((f) => f.kubernetes && f.bundlePipelineConfig).map((f) => f.name);
+  if (readers.length === 0) return;
+  for (const [model, o] of trainingOverrides) {
+    if (o.cluster !== undefined && o.cluster !== params.clusterName) {
+      throw new Error(
+        `pipeline config: model '${model}' training.cluster '${o.cluster}' is not the stack's cluster '${params.clusterName}' ` +
+          `(parameter clusterName); ${readers.join(', ')} may only reach that one (eks:DescribeCluster and the EKS access entries)`,
+      );
     }
   }
 }

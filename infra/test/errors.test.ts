@@ -64,8 +64,10 @@ describe('the table and the routes must agree', () => {
   });
 
   test('duplicate function or route names', () => {
-    expect(() => buildStack({ functions: [...FUNCTIONS, FUNCTIONS[1]] })).toThrow("function 'ledger' appears twice");
-    expect(() => buildStack({ routes: [...routes, routes[1]] })).toThrow("route 'ledger-all' appears twice");
+    const ledger = FUNCTIONS.find((f) => f.name === 'ledger')!;
+    expect(() => buildStack({ functions: [...FUNCTIONS, ledger] })).toThrow("function 'ledger' appears twice");
+    const ledgerAll = routes.find((r) => r.name === 'ledger-all')!;
+    expect(() => buildStack({ routes: [...routes, ledgerAll] })).toThrow("route 'ledger-all' appears twice");
   });
 
   test('an unknown placeholder in a pattern', () => {
@@ -107,6 +109,18 @@ describe('rows are checked', () => {
     );
   });
 
+  test('an environment that sets a well-known variable itself', () => {
+    for (const name of ['EVENT_BUS_NAME', 'CLUSTER_NAME', 'MLFLOW_TRACKING_URI', 'STALL_AFTER_SECONDS']) {
+      const fn = row({ schedule: { expression: 'rate(1 minute)' }, environment: () => ({ [name]: 'x' }) });
+      expect(() => buildStack({ functions: [...FUNCTIONS, fn] })).toThrow(`function 'extra': environment sets ${name}, which the stack manages`);
+    }
+  });
+
+  test('an unknown parameter', () => {
+    const fn = row({ schedule: { expression: 'rate(1 minute)' }, parameters: ['busName' as never] });
+    expect(() => buildStack({ functions: [...FUNCTIONS, fn] })).toThrow("function 'extra': unknown parameter 'busName'");
+  });
+
   test('a wildcard in an access prefix', () => {
     const fn = row({
       schedule: { expression: 'rate(1 minute)' },
@@ -129,6 +143,35 @@ describe('parameters and the pipeline config are checked', () => {
     expect(() => buildStack({ parameters: { pipelineConfig: '/nonexistent/pipeline.yaml' } })).toThrow(
       "pipeline config '/nonexistent/pipeline.yaml' does not exist",
     );
+  });
+
+  test('a stall threshold out of range', () => {
+    expect(() => buildStack({}, { stallAfterSeconds: '30' })).toThrow("parameter 'stallAfterSeconds' must be an integer in 60..604800");
+  });
+
+  test('a training namespace the RBAC file does not bind the training group in', () => {
+    expect(() => buildStack({}, { trainingNamespace: 'ml-train' })).toThrow(
+      "function 'launch-training': namespace 'ml-train' (parameter trainingNamespace) has no RoleBinding for its Kubernetes group(s) mlops-training",
+    );
+  });
+
+  const DATASETS = 'datasets:\n  tx:\n    prefix: incoming/tx/\n    format: csv\n    model: fraud\n';
+
+  test("a model's training.namespace the RBAC file does not bind the training group in", () => {
+    const file = tmpFile('p.yaml', `${DATASETS}models:\n  fraud:\n    training:\n      namespace: gpu-jobs\n`);
+    expect(() => buildStack({ parameters: { pipelineConfig: file } })).toThrow(
+      "function 'launch-training': namespace 'gpu-jobs' (model 'fraud' training.namespace) has no RoleBinding",
+    );
+  });
+
+  test("a model's training.cluster other than the stack's cluster", () => {
+    const file = tmpFile('p.yaml', `${DATASETS}models:\n  fraud:\n    training:\n      cluster: ml-gpu\n      namespace: training\n`);
+    expect(() => buildStack({ parameters: { pipelineConfig: file } })).toThrow(
+      "pipeline config: model 'fraud' training.cluster 'ml-gpu' is not the stack's cluster 'ml-prod' (parameter clusterName)",
+    );
+    // Naming the stack's own cluster and a bound namespace is fine.
+    const same = tmpFile('p.yaml', `${DATASETS}models:\n  fraud:\n    training:\n      cluster: ml-prod\n      namespace: training\n`);
+    expect(() => buildStack({ parameters: { pipelineConfig: same } })).not.toThrow();
   });
 
   test('a dataset without a prefix, or with a wildcard one', () => {

@@ -1,17 +1,20 @@
 /**
- * The kinds no real row uses yet: webhook (Function URL + signing secret), scheduled (Scheduler),
- * Kubernetes (EKS access entry), and a function fed by both a queue and a schedule. The stack takes
- * the table as a prop; these test-only rows ride on top of the real ones. One synth for the file;
- * the template is also written for cfn-lint (npm run lint:cfn).
+ * Every kind at once, with non-default parameters: the real rows (queue-fed, queue-fed + Kubernetes,
+ * scheduled + Kubernetes) plus test-only rows for what no real row uses yet: webhooks (Function URL +
+ * signing secret), a second Kubernetes group, secrets, and a function fed by both a queue and a
+ * schedule. The stack takes the table as a prop; these rows ride on top of the real ones. One synth
+ * for the file; the template is also written for cfn-lint (npm run lint:cfn).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { Architecture } from 'aws-cdk-lib/aws-lambda';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { parse, stringify } from 'yaml';
 import { FunctionSpec, SECRETS, SecretId } from '../lib/function-spec';
 import { FUNCTIONS } from '../lib/functions';
 import { MlopsStack } from '../lib/mlops-stack';
+import { REPO_ROOT } from '../lib/parameters';
 import { loadRoutes, Route } from '../lib/routes';
 import { actionsOf, allStatements, asArray, Json, logicalId, roleStatements, synth } from './helpers';
 import { expectEveryQueueHasADlq, expectFunctionWiring } from './wiring';
@@ -26,7 +29,8 @@ export const EXTRA_ROWS: FunctionSpec[] = [
     memoryMb: 256,
     timeoutSeconds: 10,
     webhook: { signedBy: 'mlflowWebhookSecret' },
-    environment: (ctx) => ({ EVENT_BUS_NAME: ctx.busName, MLFLOW_URL: ctx.params.mlflowUrl }),
+    parameters: ['mlflowUrl'],
+    environment: () => ({ MODEL_STAGE: 'registry' }),
     access: () => [{ kind: 'putEvents' }],
   },
   {
@@ -82,19 +86,30 @@ let stack: MlopsStack;
 let template: Template;
 
 beforeAll(() => {
+  const out = path.resolve(__dirname, '..', 'cdk.out.test');
+  fs.mkdirSync(out, { recursive: true });
+  // The sample config with its models' training.cluster moved to this test's cluster (a model may
+  // only name the stack's cluster).
+  const config = parse(fs.readFileSync(path.join(REPO_ROOT, 'samples', 'pipeline.yaml'), 'utf8'));
+  for (const model of Object.values((config.models ?? {}) as Record<string, { training?: { cluster?: string } }>)) {
+    if (model.training?.cluster) model.training.cluster = 'test-cluster';
+  }
+  const pipelineConfig = path.join(out, 'pipeline.yaml');
+  fs.writeFileSync(pipelineConfig, stringify(config));
   ({ stack, template } = synth({
     functions: [...FUNCTIONS, ...EXTRA_ROWS],
     routes: [...loadRoutes(), ...EXTRA_ROUTES],
     parameters: {
       clusterName: 'test-cluster',
+      pipelineConfig,
+      mlflowUrl: 'https://mlflow.test.internal',
+      stallAfterSeconds: 600,
       architecture: Architecture.X86_64,
       logRetentionDays: 7,
       maxReceiveCount: 3,
       alarmTopicArn: TOPIC,
     },
   }));
-  const out = path.resolve(__dirname, '..', 'cdk.out.test');
-  fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'AllKinds.template.json'), JSON.stringify(template.toJSON(), null, 1));
 });
 
@@ -105,10 +120,12 @@ test('each function has exactly the wiring its kind says', () => {
   expectFunctionWiring(template, stack);
 });
 
-test('every queue has a DLQ, including the schedule-only function', () => {
+test('every queue has a DLQ, including the schedule-only functions', () => {
   expectEveryQueueHasADlq(template, stack);
-  expect(fnOf('fake-watch').queue).toBeUndefined();
-  expect(fnOf('fake-watch').deadLetterQueue).toBeDefined();
+  for (const name of ['fake-watch', 'training-watch']) {
+    expect(fnOf(name).queue).toBeUndefined();
+    expect(fnOf(name).deadLetterQueue).toBeDefined();
+  }
 });
 
 test('parameters reach the resources: architecture, retention, receives', () => {
@@ -191,7 +208,7 @@ describe('secret isolation', () => {
 
 describe('schedules', () => {
   test('the scheduler role may invoke only its function and send only to its DLQ', () => {
-    for (const name of ['fake-watch', 'fake-scaler']) {
+    for (const name of ['training-watch', 'fake-watch', 'fake-scaler']) {
       const f = fnOf(name);
       const schedule = Object.values(template.findResources('AWS::Scheduler::Schedule')).find(
         (s) => JSON.stringify(s.Properties.Target.Arn) === JSON.stringify(getAtt(logicalId(f.fn))),
@@ -213,7 +230,7 @@ describe('schedules', () => {
   });
 
   test('failed asynchronous runs land in the DLQ', () => {
-    for (const name of ['fake-watch', 'fake-scaler']) {
+    for (const name of ['training-watch', 'fake-watch', 'fake-scaler']) {
       const f = fnOf(name);
       template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
         FunctionName: { Ref: logicalId(f.fn) },
@@ -223,16 +240,47 @@ describe('schedules', () => {
   });
 });
 
+test('the stack sets the well-known variables from parameters and kinds; the row adds its own', () => {
+  const envOf = (name: string) => template.findResources('AWS::Lambda::Function')[logicalId(fnOf(name).fn)].Properties.Environment.Variables;
+  expect(envOf('fake-mlflow-webhook')).toEqual({
+    RUST_LOG: 'info',
+    MLFLOW_TRACKING_URI: 'https://mlflow.test.internal',
+    EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
+    MLFLOW_WEBHOOK_SECRET_ARN: { Ref: logicalId(stack.secrets.mlflowWebhookSecret) },
+    MODEL_STAGE: 'registry',
+  });
+  expect(envOf('training-watch')).toEqual({
+    RUST_LOG: 'info',
+    PIPELINE_CONFIG: '/var/task/pipeline.yaml',
+    CLUSTER_NAME: 'test-cluster',
+    EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
+    MLFLOW_TRACKING_URI: 'https://mlflow.test.internal',
+    TRAINING_NAMESPACE: 'training',
+    STALL_AFTER_SECONDS: '600',
+  });
+  // No bus access, no bus name; no Kubernetes, no cluster name.
+  expect(envOf('fake-scaler').EVENT_BUS_NAME).toBeUndefined();
+  expect(envOf('fake-git-webhook').CLUSTER_NAME).toBeUndefined();
+});
+
 describe('kubernetes', () => {
   test('access entries map exactly the Kubernetes rows to their groups', () => {
     const entries = Object.values(template.findResources('AWS::EKS::AccessEntry')).map((e) => e.Properties);
+    const entry = (name: string, group: string) => ({
+      ClusterName: 'test-cluster',
+      PrincipalArn: getAtt(logicalId(fnOf(name).role)),
+      Type: 'STANDARD',
+      KubernetesGroups: [group],
+    });
     expect(entries).toEqual(
       expect.arrayContaining([
-        { ClusterName: 'test-cluster', PrincipalArn: getAtt(logicalId(fnOf('fake-watch').role)), Type: 'STANDARD', KubernetesGroups: ['mlops-training'] },
-        { ClusterName: 'test-cluster', PrincipalArn: getAtt(logicalId(fnOf('fake-scaler').role)), Type: 'STANDARD', KubernetesGroups: ['mlops-serving'] },
+        entry('launch-training', 'mlops-training'),
+        entry('training-watch', 'mlops-training'),
+        entry('fake-watch', 'mlops-training'),
+        entry('fake-scaler', 'mlops-serving'),
       ]),
     );
-    expect(entries).toHaveLength(2);
+    expect(entries).toHaveLength(4);
   });
 
   test('eks:DescribeCluster on the one cluster ARN, only for Kubernetes rows', () => {

@@ -1,7 +1,9 @@
-/** Parameters: defaults, context strings, and the README documenting every one with its default. */
+/** Parameters: defaults, context strings, and the README documenting every one (and every function). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Architecture } from 'aws-cdk-lib/aws-lambda';
+import { FUNCTIONS } from '../lib/functions';
+import { PARAMETER_ENV } from '../lib/function-spec';
 import { DEFAULT_PARAMETERS, PARAMETER_KEYS, resolveParameters } from '../lib/parameters';
 import { newApp } from './helpers';
 
@@ -31,4 +33,19 @@ test('infra/README.md documents every parameter with its default', () => {
     const row = readme.split('\n').find((l) => l.startsWith(`| \`${key}\``));
     expect([key, row]).toEqual([key, expect.stringContaining(shown === '' ? '(none)' : `\`${shown}\``)]);
   }
+});
+
+test('infra/README.md lists every function, with the parameter variables it reads', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+  const rows = readme.split('\n').filter((l) => /^\| `[a-z-]+` \| /.test(l));
+  for (const spec of FUNCTIONS) {
+    const row = rows.find((l) => l.startsWith(`| \`${spec.name}\` |`));
+    expect([spec.name, row]).toEqual([spec.name, expect.any(String)]);
+    for (const p of spec.parameters ?? []) expect([spec.name, row]).toEqual([spec.name, expect.stringContaining(`\`${PARAMETER_ENV[p].env}\``)]);
+  }
+});
+
+test('stallAfterSeconds: a context string becomes a number', () => {
+  expect(resolveParameters(newApp({ stallAfterSeconds: '900' }).node).stallAfterSeconds).toBe(900);
+  expect(DEFAULT_PARAMETERS.stallAfterSeconds).toBe(1800);
 });

@@ -44,6 +44,20 @@ test('each RoleBinding binds a Role of its own namespace to groups only', () => 
 test('the groups the access entries may use', () => {
   const groups = boundGroups(objects);
   expect([...groups.keys()].sort()).toEqual(['mlops-serving', 'mlops-training']);
-  expect([...groups.get('mlops-training')!]).toEqual(['training']);
-  expect([...groups.get('mlops-serving')!]).toEqual(['serving']);
+  expect([...groups.get('mlops-training')!]).toEqual([DEFAULT_PARAMETERS.trainingNamespace]);
+  expect([...groups.get('mlops-serving')!]).toEqual([DEFAULT_PARAMETERS.servingNamespace]);
+});
+
+test('mlops-training may do exactly what launch-training and training-watch do, in the training namespace', () => {
+  const roles = objects.filter((o) => o.kind === 'Role' && o.metadata.name === 'mlops-training');
+  expect(roles.map((r) => r.metadata.namespace)).toEqual([DEFAULT_PARAMETERS.trainingNamespace]);
+  // Server-side apply (patch; create when absent; get), list by label, patch an annotation.
+  const workload = ['get', 'list', 'create', 'patch'];
+  expect(roles[0].rules).toEqual([
+    { apiGroups: ['batch'], resources: ['jobs'], verbs: workload },
+    { apiGroups: ['kubeflow.org'], resources: ['pytorchjobs'], verbs: workload },
+    { apiGroups: ['trainer.kubeflow.org'], resources: ['trainjobs'], verbs: workload },
+    // Pending pods and their scheduling events.
+    { apiGroups: [''], resources: ['pods', 'events'], verbs: ['list'] },
+  ]);
 });

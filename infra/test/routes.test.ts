@@ -6,6 +6,7 @@ test('routes.json is read as the one list of rules', () => {
   const routes = loadRoutes();
   expect(routes.map((r) => [r.name, r.bus, r.target])).toEqual([
     ['s3-object-created', 'default', 'data-arrival'],
+    ['dataset-ready', 'mlops', 'launch-training'],
     ['ledger-all', 'mlops', 'ledger'],
   ]);
 });

@@ -5,8 +5,8 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { secretsOf } from '../lib/mlops-function';
 import { MlopsStack } from '../lib/mlops-stack';
-import { SECRETS } from '../lib/function-spec';
-import { Json, logicalId } from './helpers';
+import { CLUSTER_NAME_ENV, EVENT_BUS_NAME_ENV, PARAMETER_ENV, EnvParameter, SECRETS } from '../lib/function-spec';
+import { actionsOf, Json, logicalId, roleStatements } from './helpers';
 
 type Resources = Record<string, { Type: string; Properties: Json; DependsOn?: unknown }>;
 
@@ -52,6 +52,30 @@ export function expectFunctionWiring(template: Template, stack: MlopsStack): voi
       const reads = secretsOf(spec).includes(id as keyof typeof SECRETS);
       expect([spec.name, s.env, env[s.env] !== undefined]).toEqual([spec.name, s.env, reads]);
     }
+    // The parameters it lists, as their well-known variables, and no other.
+    for (const [key, { env: name }] of Object.entries(PARAMETER_ENV) as [EnvParameter, { env: string }][]) {
+      const value = (spec.parameters ?? []).includes(key) ? String(stack.params[key]) : undefined;
+      expect([spec.name, name, env[name]]).toEqual([spec.name, name, value]);
+    }
+
+    // IAM: events:PutEvents only on the custom bus, and then EVENT_BUS_NAME names it.
+    const statements = roleStatements(template, roleId);
+    const busArn = { 'Fn::GetAtt': [logicalId(stack.bus), 'Arn'] };
+    const puts = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('events:')));
+    for (const s of puts) expect([spec.name, s.Effect, s.Action, s.Resource]).toEqual([spec.name, 'Allow', 'events:PutEvents', busArn]);
+    expect([spec.name, EVENT_BUS_NAME_ENV, env[EVENT_BUS_NAME_ENV]]).toEqual([
+      spec.name,
+      EVENT_BUS_NAME_ENV,
+      puts.length > 0 ? { Ref: logicalId(stack.bus) } : undefined,
+    ]);
+    // Kubernetes rows, only: eks:DescribeCluster on the one cluster ARN, and CLUSTER_NAME names it.
+    const clusterArn = stack.resolve(`arn:aws:eks:${stack.region}:${stack.account}:cluster/${stack.params.clusterName}`);
+    const eksStatements = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('eks:')));
+    expect([spec.name, eksStatements]).toEqual([
+      spec.name,
+      spec.kubernetes ? [{ Effect: 'Allow', Action: 'eks:DescribeCluster', Resource: clusterArn }] : [],
+    ]);
+    expect([spec.name, env[CLUSTER_NAME_ENV]]).toEqual([spec.name, spec.kubernetes ? stack.params.clusterName : undefined]);
 
     // Queue-fed: one queue with a DLQ, one event source mapping reporting batch item failures.
     const myEsms = Object.values(esms).filter((e) => refersTo(e.Properties.FunctionName, fnId));

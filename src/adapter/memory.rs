@@ -192,3 +192,187 @@ impl EventBus for MemoryBus {
         Ok(())
     }
 }
+
+/// An in-memory cluster: workloads keyed by (kind, namespace, name) with a `resourceVersion`
+/// that changes on every write, so annotation claims race as they do on a real apiserver.
+#[derive(Default)]
+pub struct MemoryCluster {
+    objects: Mutex<BTreeMap<(String, String, String), crate::port::WorkloadState>>,
+    pending: Mutex<BTreeMap<String, Vec<crate::port::PendingPod>>>,
+    version: AtomicU64,
+    /// Workloads applied, in order.
+    pub applied: Mutex<Vec<crate::stage::training::Workload>>,
+}
+
+impl MemoryCluster {
+    fn key(kind: crate::config::WorkloadKind, ns: &str, name: &str) -> (String, String, String) {
+        (kind.kind().to_owned(), ns.to_owned(), name.to_owned())
+    }
+    /// Inserts or replaces a workload as a controller would leave it.
+    pub fn put(&self, mut w: crate::port::WorkloadState) {
+        w.resource_version = self.version.fetch_add(1, Ordering::SeqCst).to_string();
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Self::key(w.kind, &w.namespace, &w.name), w);
+    }
+    pub fn set_pending(&self, name: &str, pods: Vec<crate::port::PendingPod>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), pods);
+    }
+    pub fn state(
+        &self,
+        kind: crate::config::WorkloadKind,
+        ns: &str,
+        name: &str,
+    ) -> Option<crate::port::WorkloadState> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Self::key(kind, ns, name))
+            .cloned()
+    }
+}
+
+impl crate::port::Cluster for MemoryCluster {
+    async fn apply(
+        &self,
+        w: &crate::stage::training::Workload,
+    ) -> Result<(), crate::port::ClusterError> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(w.clone());
+        let meta = &w.object["metadata"];
+        let map = |v: &serde_json::Value| serde_json::from_value(v.clone()).unwrap_or_default();
+        self.put(crate::port::WorkloadState {
+            kind: w.kind,
+            cluster: w.cluster.clone(),
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            labels: map(&meta["labels"]),
+            annotations: map(&meta["annotations"]),
+            ..Default::default()
+        });
+        Ok(())
+    }
+    async fn get(
+        &self,
+        kind: crate::config::WorkloadKind,
+        _c: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<crate::port::WorkloadState>, crate::port::ClusterError> {
+        Ok(self.state(kind, ns, name))
+    }
+    async fn list(
+        &self,
+        kind: crate::config::WorkloadKind,
+        _c: &str,
+        ns: &str,
+    ) -> Result<Vec<crate::port::WorkloadState>, crate::port::ClusterError> {
+        // Let concurrent watchers interleave here, as network calls would.
+        tokio::task::yield_now().await;
+        Ok(self
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|w| w.kind == kind && w.namespace == ns)
+            .cloned()
+            .collect())
+    }
+    async fn annotate(
+        &self,
+        w: &crate::port::WorkloadState,
+        key: &str,
+        value: &str,
+    ) -> Result<bool, crate::port::ClusterError> {
+        let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(cur) = objects.get_mut(&Self::key(w.kind, &w.namespace, &w.name)) else {
+            return Err(crate::port::ClusterError::Rejected {
+                status: 404,
+                reason: "NotFound".into(),
+                message: w.name.clone(),
+            });
+        };
+        if !w.resource_version.is_empty() && w.resource_version != cur.resource_version {
+            return Ok(false);
+        }
+        cur.annotations.insert(key.to_owned(), value.to_owned());
+        cur.resource_version = self.version.fetch_add(1, Ordering::SeqCst).to_string();
+        Ok(true)
+    }
+    async fn pending_pods(
+        &self,
+        w: &crate::port::WorkloadState,
+    ) -> Result<Vec<crate::port::PendingPod>, crate::port::ClusterError> {
+        Ok(self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&w.name)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// An in-memory MLflow: runs by `mlops.run_id` tag and registered versions.
+#[derive(Default)]
+pub struct MemoryRegistry {
+    /// mlops run id → MLflow run id.
+    pub runs: Mutex<BTreeMap<String, String>>,
+    /// (model, MLflow run id) → versions.
+    pub versions: Mutex<BTreeMap<(String, String), Vec<String>>>,
+    pub registered: AtomicU64,
+}
+
+impl crate::port::Registry for MemoryRegistry {
+    async fn find_run(
+        &self,
+        _experiment: &str,
+        mlops_run_id: &str,
+    ) -> Result<Option<crate::port::TrackedRun>, crate::port::RegistryError> {
+        Ok(self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(mlops_run_id)
+            .map(|r| crate::port::TrackedRun {
+                run_id: r.clone(),
+                experiment_id: "1".into(),
+                model_id: None,
+            }))
+    }
+    async fn versions_of_run(
+        &self,
+        model: &str,
+        run_id: &str,
+    ) -> Result<Vec<String>, crate::port::RegistryError> {
+        Ok(self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(model.to_owned(), run_id.to_owned()))
+            .cloned()
+            .unwrap_or_default())
+    }
+    async fn register(
+        &self,
+        model: &str,
+        run: &crate::port::TrackedRun,
+        _mlops_run_id: &str,
+    ) -> Result<String, crate::port::RegistryError> {
+        let n = self.registered.fetch_add(1, Ordering::SeqCst) + 1;
+        let v = n.to_string();
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((model.to_owned(), run.run_id.clone()))
+            .or_default()
+            .push(v.clone());
+        Ok(v)
+    }
+}

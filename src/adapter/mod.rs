@@ -1,6 +1,10 @@
 //! Real I/O behind the ports, and in-memory fakes beside them for stage tests.
 
 pub mod aws;
+pub mod eks;
 pub mod eventbridge;
+pub mod kubernetes;
+pub mod local_exec;
 pub mod memory;
+pub mod mlflow;
 pub mod s3;

@@ -3,6 +3,7 @@
 
 pub mod dev;
 pub mod prepare;
+pub mod render;
 pub mod timeline;
 
 use std::path::PathBuf;
@@ -60,6 +61,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Print what a stage would apply, for review.
+    Render {
+        #[command(subcommand)]
+        what: RenderCommand,
+    },
     /// The local dev stack (moto + in-process functions).
     Dev {
         #[command(subcommand)]
@@ -74,6 +80,30 @@ enum DevCommand {
         /// A CSV to upload instead of the bundled sample.
         #[arg(long)]
         data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RenderCommand {
+    /// The training workload manifest (YAML) that launch-training would apply for a DatasetReady.
+    Training {
+        #[arg(long)]
+        config: PathBuf,
+        /// A DatasetReady event (EventBridge envelope or bare detail), e.g. events/samples/mlops/DatasetReady.json.
+        #[arg(long)]
+        event: PathBuf,
+        /// Cluster of models whose training config names none.
+        #[arg(long, env = "CLUSTER_NAME", default_value = "ml-prod")]
+        cluster: String,
+        /// Namespace of models whose training config names none.
+        #[arg(long, env = "TRAINING_NAMESPACE", default_value = "training")]
+        namespace: String,
+        #[arg(
+            long,
+            env = "MLFLOW_TRACKING_URI",
+            default_value = "http://mlflow.mlflow.svc.cluster.local:5000"
+        )]
+        mlflow_uri: String,
     },
 }
 
@@ -131,6 +161,22 @@ pub async fn main() -> anyhow::Result<()> {
             if check && !stale.is_empty() {
                 anyhow::bail!("stale schemas (run `mlops schemas`): {}", stale.join(", "));
             }
+            Ok(())
+        }
+        Command::Render {
+            what:
+                RenderCommand::Training {
+                    config,
+                    event,
+                    cluster,
+                    namespace,
+                    mlflow_uri,
+                },
+        } => {
+            print!(
+                "{}",
+                render::training(&config, &event, cluster, namespace, mlflow_uri)?
+            );
             Ok(())
         }
         Command::Dev {

@@ -2,8 +2,10 @@
 //! failures, and each function's wiring of adapters to its stage.
 
 pub mod data_arrival;
+pub mod launch_training;
 pub mod ledger;
 pub mod sqs;
+pub mod training_watch;
 
 /// JSON logs through `tracing` (ARCHITECTURE §3, rule 5); `RUST_LOG` sets the filter.
 pub fn init_tracing() {

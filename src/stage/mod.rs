@@ -4,3 +4,4 @@
 pub mod data_arrival;
 pub mod ledger;
 pub mod prepare;
+pub mod training;

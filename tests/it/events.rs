@@ -158,12 +158,12 @@ fn routes_target_known_functions_on_known_buses() {
         );
         assert!(r["pattern"].is_object(), "route {name}: pattern");
     }
-    // Every function has a route (both existing functions are queue-fed).
-    for f in &functions {
-        assert!(
-            list.iter().any(|r| r["target"] == f.as_str()),
-            "function {f} has no route"
-        );
+    // Every queue-fed function has a route; the CDK app's synth checks the reverse for each
+    // function's kind (a function with no route, URL or schedule fails synth).
+    let routed: std::collections::HashSet<&str> =
+        list.iter().filter_map(|r| r["target"].as_str()).collect();
+    for f in ["data-arrival", "ledger", "launch-training"] {
+        assert!(routed.contains(f), "queue-fed function {f} has no route");
     }
 }
 

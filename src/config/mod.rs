@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod model;
+pub use model::{
+    LocalRun, ModelConfig, Resources, Toleration, TrainingConfig, WorkloadKind, parse_duration,
+};
+
 /// The null markers pandas' `read_csv` recognises by default (`pandas._libs.parsers.STR_NA_VALUES`).
 pub const PANDAS_NA_VALUES: &[&str] = &[
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
@@ -39,7 +44,7 @@ pub struct PipelineConfig {
     pub datasets: BTreeMap<String, DatasetConfig>,
     /// Model settings, read by the training and later stages.
     #[serde(default)]
-    pub models: BTreeMap<String, serde_json::Value>,
+    pub models: BTreeMap<String, ModelConfig>,
     #[serde(default)]
     pub git: Option<serde_json::Value>,
 }
@@ -209,6 +214,11 @@ impl PipelineConfig {
 
     fn validate(&self) -> Result<(), String> {
         for (name, d) in &self.datasets {
+            if let Some(m) = d.model.as_ref().filter(|m| !self.models.contains_key(*m)) {
+                return Err(format!(
+                    "dataset {name} names model {m:?}, which is not under models"
+                ));
+            }
             if d.prefix.is_empty() {
                 return Err(format!("dataset {name}: prefix must not be empty"));
             }
@@ -345,6 +355,39 @@ impl DataArrivalSettings {
     }
 }
 
+/// Settings shared by the training functions (`launch-training`, `training-watch`).
+#[derive(Debug, Clone)]
+pub struct TrainingSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    pub mlflow_tracking_uri: String,
+    /// Cluster of models whose training config names none.
+    pub cluster_name: String,
+    /// Namespace of models whose training config names none.
+    pub training_namespace: String,
+    /// Default for a model's `stall_after`.
+    pub stall_after: Duration,
+}
+
+impl TrainingSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let mlflow_tracking_uri = env.required("MLFLOW_TRACKING_URI");
+        let cluster_name = env.required("CLUSTER_NAME");
+        let s = TrainingSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            mlflow_tracking_uri,
+            cluster_name,
+            training_namespace: env.optional("TRAINING_NAMESPACE", "training"),
+            stall_after: env.seconds("STALL_AFTER_SECONDS", 1800)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
 /// Settings of the `ledger` function.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
@@ -371,7 +414,7 @@ mod tests {
 
     #[test]
     fn sample_config_parses() {
-        let text = include_str!("../samples/pipeline.yaml");
+        let text = include_str!("../../samples/pipeline.yaml");
         let cfg = PipelineConfig::from_yaml(text, "samples/pipeline.yaml").expect("sample parses");
         let (name, d) = cfg
             .dataset_for_key("incoming/transactions/2026/11/a.csv")

@@ -1,0 +1,211 @@
+//! Per-model settings: how a model is trained (workload kind, image, resources, scheduling).
+//! Validation and serving settings belong to later stages and are kept as raw values for now.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// One model of the pipeline.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ModelConfig {
+    #[serde(default)]
+    pub training: Option<TrainingConfig>,
+    #[serde(default)]
+    pub validation: Option<serde_json::Value>,
+    #[serde(default)]
+    pub serving: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// `batch/v1` Job.
+    #[default]
+    Job,
+    /// Kubeflow Training Operator `kubeflow.org/v1` PyTorchJob.
+    PyTorchJob,
+    /// Kubeflow Trainer `trainer.kubeflow.org/v1alpha1` TrainJob.
+    TrainJob,
+}
+
+impl WorkloadKind {
+    pub fn kind(self) -> &'static str {
+        match self {
+            WorkloadKind::Job => "Job",
+            WorkloadKind::PyTorchJob => "PyTorchJob",
+            WorkloadKind::TrainJob => "TrainJob",
+        }
+    }
+    pub fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Job => "batch/v1",
+            WorkloadKind::PyTorchJob => "kubeflow.org/v1",
+            WorkloadKind::TrainJob => "trainer.kubeflow.org/v1alpha1",
+        }
+    }
+    pub fn plural(self) -> &'static str {
+        match self {
+            WorkloadKind::Job => "jobs",
+            WorkloadKind::PyTorchJob => "pytorchjobs",
+            WorkloadKind::TrainJob => "trainjobs",
+        }
+    }
+    pub fn from_kind(kind: &str) -> Option<WorkloadKind> {
+        [
+            WorkloadKind::Job,
+            WorkloadKind::PyTorchJob,
+            WorkloadKind::TrainJob,
+        ]
+        .into_iter()
+        .find(|k| k.kind() == kind)
+    }
+    pub const ALL: [WorkloadKind; 3] = [
+        WorkloadKind::Job,
+        WorkloadKind::PyTorchJob,
+        WorkloadKind::TrainJob,
+    ];
+}
+
+/// Container resources. `gpu` is a whole number of `nvidia.com/gpu`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default)]
+    pub gpu: u32,
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    pub key: String,
+    #[serde(default = "default_operator")]
+    pub operator: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub effect: Option<String>,
+}
+
+fn default_operator() -> String {
+    "Exists".into()
+}
+
+/// How the local dev stack runs the trainer instead of the container.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRun {
+    /// Command run from the repository root; `python` means the project's virtualenv Python.
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    #[serde(default)]
+    pub kind: WorkloadKind,
+    /// EKS cluster name; defaults to the function's `CLUSTER_NAME`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Namespace; defaults to the function's `TRAINING_NAMESPACE`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub image: String,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for the trainer (the pipeline's own variables always win).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Extra tolerations; `nvidia.com/gpu: Exists NoSchedule` is added when GPUs are requested.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Hard limit on the workload's run time (`activeDeadlineSeconds`), e.g. `6h`.
+    #[serde(default = "default_deadline", deserialize_with = "de_secs")]
+    pub deadline: u64,
+    #[serde(default = "default_backoff")]
+    pub backoff_limit: i32,
+    /// How long a finished workload is kept (`ttlSecondsAfterFinished`).
+    #[serde(default = "default_ttl", deserialize_with = "de_secs")]
+    pub ttl_after_finished: u64,
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// PyTorchJob workers besides the master / TrainJob nodes.
+    #[serde(default)]
+    pub workers: u32,
+    /// TrainJob runtime (`runtimeRef.name`).
+    #[serde(default = "default_runtime")]
+    pub runtime: String,
+    /// Pods Pending longer than this make the workload `TrainingJobStalled`.
+    #[serde(default, deserialize_with = "de_opt_secs")]
+    pub stall_after: Option<u64>,
+    #[serde(default)]
+    pub local: Option<LocalRun>,
+}
+
+fn default_deadline() -> u64 {
+    6 * 3600
+}
+fn default_backoff() -> i32 {
+    3
+}
+fn default_ttl() -> u64 {
+    24 * 3600
+}
+fn default_runtime() -> String {
+    "torch-distributed".into()
+}
+
+/// Parses `90`, `90s`, `30m`, `6h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        Some((i, 'd')) => (&t[..i], 86_400),
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
+        format!("duration {s:?} is not a whole number with an optional unit (s, m, h, d)")
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    N(u64),
+    S(String),
+}
+
+fn de_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match RawDuration::deserialize(d)? {
+        RawDuration::N(n) => Ok(n),
+        RawDuration::S(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_opt_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_secs(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("6h"), Ok(21_600));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("1d"), Ok(86_400));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,419 @@
+//! Stage tests of launch-training and training-watch against the in-memory fakes.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use chrono::Utc;
+
+use super::launch::{LaunchTraining, Launched};
+use super::watch::TrainingWatch;
+use super::{ANN_REPORTED, ANN_SUBMITTED};
+use crate::adapter::memory::{MemoryBus, MemoryCluster, MemoryRegistry};
+use crate::config::{PipelineConfig, TrainingSettings, WorkloadKind};
+use crate::port::{Condition, PendingPod, WorkloadState};
+
+fn pipeline(kind: &str) -> PipelineConfig {
+    let text = include_str!("../../../samples/pipeline.yaml")
+        .replace("kind: job ", &format!("kind: {kind} "));
+    PipelineConfig::from_yaml(&text, "sample").expect("config")
+}
+
+fn settings() -> TrainingSettings {
+    TrainingSettings {
+        pipeline_config: "pipeline.yaml".into(),
+        event_bus: "mlops".into(),
+        mlflow_tracking_uri: "http://mlflow:5000".into(),
+        cluster_name: "ml-prod".into(),
+        training_namespace: "training".into(),
+        stall_after: Duration::from_secs(1800),
+    }
+}
+
+fn ready_event() -> EventBridgeEvent<serde_json::Value> {
+    serde_json::from_str(include_str!(
+        "../../../events/samples/mlops/DatasetReady.json"
+    ))
+    .expect("sample")
+}
+
+const NAME: &str = "fraud-detection-9c1e4b7a2d3f5e60";
+const RUN: &str = "run-20261129T040000Z-3f9a2c1d";
+
+#[tokio::test]
+async fn launch_applies_once_and_emits_once() {
+    let (p, s, cluster, bus) = (
+        pipeline("job"),
+        settings(),
+        MemoryCluster::default(),
+        MemoryBus::default(),
+    );
+    let stage = LaunchTraining {
+        pipeline: &p,
+        settings: &s,
+        cluster: &cluster,
+        bus: &bus,
+    };
+    let Launched::Submitted(sub) = stage.handle(&ready_event()).await.expect("handled") else {
+        panic!("not submitted")
+    };
+    assert_eq!(
+        (sub.workload.kind.as_str(), sub.workload.name.as_str()),
+        ("Job", NAME)
+    );
+    assert_eq!(
+        (
+            sub.workload.cluster.as_str(),
+            sub.workload.namespace.as_str()
+        ),
+        ("ml-prod", "training")
+    );
+    let w = cluster
+        .state(WorkloadKind::Job, "training", NAME)
+        .expect("applied");
+    assert_eq!(
+        w.annotations.get(ANN_SUBMITTED).map(String::as_str),
+        Some(RUN)
+    );
+    // Redelivery: nothing applied or emitted again.
+    assert_eq!(
+        stage.handle(&ready_event()).await.expect("again"),
+        Launched::Duplicate { name: NAME.into() }
+    );
+    assert_eq!(cluster.applied.lock().expect("lock").len(), 1);
+    let events = bus.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail_type, "TrainingJobSubmitted");
+}
+
+#[tokio::test]
+async fn launch_failures_are_events() {
+    let s = settings();
+    let (cluster, bus) = (MemoryCluster::default(), MemoryBus::default());
+    // A model without a training config.
+    let p = PipelineConfig::from_yaml(
+        "datasets:\n  transactions:\n    prefix: x/\n    format: csv\n    model: m\nmodels:\n  m: {}\n",
+        "t",
+    )
+    .expect("config");
+    let stage = LaunchTraining {
+        pipeline: &p,
+        settings: &s,
+        cluster: &cluster,
+        bus: &bus,
+    };
+    let mut ev = ready_event();
+    ev.detail["model"] = "m".into();
+    let Launched::Failed(f) = stage.handle(&ev).await.expect("handled") else {
+        panic!("not failed")
+    };
+    assert_eq!(f.condition.reason.as_deref(), Some("UnknownModel"));
+    // An invalid spec (empty image).
+    let p = pipeline("job");
+    let mut p2 = p.clone();
+    if let Some(t) = p2
+        .models
+        .get_mut("fraud-detection")
+        .and_then(|m| m.training.as_mut())
+    {
+        t.image = " ".into();
+    }
+    let stage = LaunchTraining {
+        pipeline: &p2,
+        settings: &s,
+        cluster: &cluster,
+        bus: &bus,
+    };
+    let Launched::Failed(f) = stage.handle(&ready_event()).await.expect("handled") else {
+        panic!("not failed")
+    };
+    assert_eq!(f.condition.reason.as_deref(), Some("InvalidSpec"));
+    assert!(cluster.applied.lock().expect("lock").is_empty());
+    assert_eq!(
+        bus.events()
+            .iter()
+            .filter(|e| e.detail_type == "TrainingJobFailed")
+            .count(),
+        2
+    );
+}
+
+fn finished(kind: WorkloadKind, conditions: &[(&str, &str)]) -> WorkloadState {
+    WorkloadState {
+        kind,
+        cluster: "ml-prod".into(),
+        namespace: "training".into(),
+        name: NAME.into(),
+        labels: [
+            ("app.kubernetes.io/managed-by", "mlops"),
+            ("mlops.dev/run-id", RUN),
+            ("mlops.dev/model", "fraud-detection"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        annotations: [
+            ("mlops.dev/run-id", RUN),
+            ("mlops.dev/model", "fraud-detection"),
+            ("mlops.dev/dataset-version", "9c1e4b7a2d3f5e60"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        conditions: conditions
+            .iter()
+            .map(|(t, s)| Condition {
+                type_: t.to_string(),
+                status: s.to_string(),
+                reason: Some(format!("{t}Reason")),
+                message: Some(format!("{t} happened")),
+            })
+            .collect(),
+        created: Some(Utc::now() - chrono::Duration::seconds(600)),
+        finished: Some(Utc::now()),
+        ..Default::default()
+    }
+}
+
+struct Watch {
+    p: PipelineConfig,
+    s: TrainingSettings,
+    cluster: MemoryCluster,
+    registry: MemoryRegistry,
+    bus: MemoryBus,
+}
+
+impl Watch {
+    fn new() -> Watch {
+        Watch {
+            p: pipeline("job"),
+            s: settings(),
+            cluster: MemoryCluster::default(),
+            registry: MemoryRegistry::default(),
+            bus: MemoryBus::default(),
+        }
+    }
+    fn stage(&self) -> TrainingWatch<'_, MemoryCluster, MemoryRegistry, MemoryBus> {
+        TrainingWatch {
+            pipeline: &self.p,
+            settings: &self.s,
+            cluster: &self.cluster,
+            registry: &self.registry,
+            bus: &self.bus,
+            claim_lease: Duration::from_secs(300),
+        }
+    }
+    fn types(&self) -> Vec<String> {
+        self.bus
+            .events()
+            .into_iter()
+            .map(|e| e.detail_type)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn terminal_conditions_per_kind() {
+    type Case<'a> = (WorkloadKind, &'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: &[Case] = &[
+        (WorkloadKind::Job, &[("SuccessCriteriaMet", "True")], None),
+        (WorkloadKind::Job, &[("FailureTarget", "True")], None),
+        (
+            WorkloadKind::Job,
+            &[("SuccessCriteriaMet", "True"), ("Complete", "True")],
+            Some("TrainingJobSucceeded"),
+        ),
+        (
+            WorkloadKind::Job,
+            &[("FailureTarget", "True"), ("Failed", "True")],
+            Some("TrainingJobFailed"),
+        ),
+        (WorkloadKind::Job, &[("Complete", "False")], None),
+        (WorkloadKind::PyTorchJob, &[("Running", "True")], None),
+        (WorkloadKind::PyTorchJob, &[("Complete", "True")], None),
+        (
+            WorkloadKind::PyTorchJob,
+            &[("Succeeded", "True")],
+            Some("TrainingJobSucceeded"),
+        ),
+        (
+            WorkloadKind::PyTorchJob,
+            &[("Failed", "True")],
+            Some("TrainingJobFailed"),
+        ),
+        (
+            WorkloadKind::TrainJob,
+            &[("Complete", "True")],
+            Some("TrainingJobSucceeded"),
+        ),
+        (
+            WorkloadKind::TrainJob,
+            &[("Failed", "True")],
+            Some("TrainingJobFailed"),
+        ),
+        (WorkloadKind::TrainJob, &[("Suspended", "True")], None),
+    ];
+    for (kind, conds, want) in cases {
+        let w = Watch::new();
+        w.registry
+            .runs
+            .lock()
+            .expect("lock")
+            .insert(RUN.into(), "mlflow-run-1".into());
+        w.cluster.put(finished(*kind, conds));
+        let report = w.stage().tick().await.expect("tick");
+        assert_eq!(report.workloads, 1);
+        let got = w.types();
+        assert_eq!(got.first().map(String::as_str), *want, "{kind:?} {conds:?}");
+        assert!(got.len() <= 1);
+        if let Some(t) = want {
+            let state = w.cluster.state(*kind, "training", NAME).expect("state");
+            assert_eq!(
+                state.annotations.get(ANN_REPORTED).map(String::as_str),
+                Some(*t),
+                "marked after the event"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn success_registers_a_version_only_when_the_trainer_did_not() {
+    let w = Watch::new();
+    w.registry
+        .runs
+        .lock()
+        .expect("lock")
+        .insert(RUN.into(), "mlflow-run-1".into());
+    w.cluster
+        .put(finished(WorkloadKind::Job, &[("Complete", "True")]));
+    w.stage().tick().await.expect("tick");
+    let e = &w.bus.events()[0];
+    assert_eq!(e.detail["model_version"], "1");
+    assert_eq!(e.detail["mlflow_run_id"], "mlflow-run-1");
+    assert_eq!(e.detail["duration_seconds"], 600);
+    assert_eq!(
+        w.registry
+            .registered
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    let w = Watch::new();
+    w.registry
+        .runs
+        .lock()
+        .expect("lock")
+        .insert(RUN.into(), "mlflow-run-2".into());
+    w.registry.versions.lock().expect("lock").insert(
+        ("fraud-detection".into(), "mlflow-run-2".into()),
+        vec!["4".into()],
+    );
+    w.cluster
+        .put(finished(WorkloadKind::Job, &[("Complete", "True")]));
+    w.stage().tick().await.expect("tick");
+    assert_eq!(w.bus.events()[0].detail["model_version"], "4");
+    assert_eq!(
+        w.registry
+            .registered
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the trainer's version is used"
+    );
+
+    // No MLflow run at all: the pipeline cannot go on; that is a failure with the reason.
+    let w = Watch::new();
+    w.cluster
+        .put(finished(WorkloadKind::Job, &[("Complete", "True")]));
+    w.stage().tick().await.expect("tick");
+    let e = &w.bus.events()[0];
+    assert_eq!(
+        (
+            e.detail_type.as_str(),
+            e.detail["condition"]["reason"].as_str()
+        ),
+        ("TrainingJobFailed", Some("NoMlflowRun"))
+    );
+}
+
+#[tokio::test]
+async fn exactly_one_event_across_ticks_and_concurrent_watchers() {
+    let w = Watch::new();
+    w.registry
+        .runs
+        .lock()
+        .expect("lock")
+        .insert(RUN.into(), "r".into());
+    w.cluster
+        .put(finished(WorkloadKind::Job, &[("Complete", "True")]));
+    let (a, b) = (w.stage(), w.stage());
+    let (ra, rb) = tokio::join!(a.tick(), b.tick());
+    assert_eq!(
+        ra.expect("a").emitted.len() + rb.expect("b").emitted.len(),
+        1
+    );
+    for _ in 0..3 {
+        assert!(w.stage().tick().await.expect("tick").emitted.is_empty());
+    }
+    assert_eq!(w.types(), ["TrainingJobSucceeded"]);
+}
+
+#[tokio::test]
+async fn a_failed_put_releases_the_claim_for_the_next_tick() {
+    let w = Watch::new();
+    w.registry
+        .runs
+        .lock()
+        .expect("lock")
+        .insert(RUN.into(), "r".into());
+    w.cluster
+        .put(finished(WorkloadKind::Job, &[("Failed", "True")]));
+    w.bus.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = w.stage().tick().await.expect("tick");
+    assert_eq!(report.errors.len(), 1);
+    w.bus.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(w.stage().tick().await.expect("tick").emitted.len(), 1);
+    assert_eq!(w.types(), ["TrainingJobFailed"]);
+}
+
+#[tokio::test]
+async fn pending_pods_past_the_limit_stall_once() {
+    let w = Watch::new();
+    w.cluster.put(finished(WorkloadKind::Job, &[]));
+    let pod = |age: i64| PendingPod {
+        name: format!("{NAME}-abcde"),
+        since: Utc::now() - chrono::Duration::seconds(age),
+        reason: Some("Unschedulable".into()),
+        message: Some("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.".into()),
+    };
+    w.cluster.set_pending(NAME, vec![pod(60)]);
+    assert!(
+        w.stage().tick().await.expect("tick").emitted.is_empty(),
+        "under the 30m stall_after"
+    );
+    w.cluster.set_pending(NAME, vec![pod(3600)]);
+    w.stage().tick().await.expect("tick");
+    w.stage().tick().await.expect("tick");
+    assert_eq!(w.types(), ["TrainingJobStalled"]);
+    let e = &w.bus.events()[0];
+    assert_eq!(e.detail["condition"]["reason"], "Unschedulable");
+    assert!(e.detail["pending_seconds"].as_u64().unwrap_or(0) >= 3600);
+    // It can still finish later, and that is reported too.
+    w.registry
+        .runs
+        .lock()
+        .expect("lock")
+        .insert(RUN.into(), "r".into());
+    let mut done = w
+        .cluster
+        .state(WorkloadKind::Job, "training", NAME)
+        .expect("state");
+    done.conditions.push(Condition {
+        type_: "Complete".into(),
+        status: "True".into(),
+        reason: None,
+        message: None,
+    });
+    w.cluster.put(done);
+    w.stage().tick().await.expect("tick");
+    assert_eq!(w.types(), ["TrainingJobStalled", "TrainingJobSucceeded"]);
+}
