@@ -2,6 +2,7 @@
 //! deployment from `events/routes.json`, with the functions run in-process against it.
 
 pub mod demo;
+pub mod mlflow;
 pub mod moto;
 pub mod stack;
 pub mod worker;

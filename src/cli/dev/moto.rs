@@ -31,23 +31,38 @@ pub fn find_moto(root: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| "moto_server".into())
 }
 
+/// Spawns `program args…` behind a shell that kills it as soon as its stdin (our pipe) closes,
+/// so the service dies with this process even when it is killed. Output goes to `stdout`.
+pub fn spawn_guarded(
+    program: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdout: Stdio,
+) -> anyhow::Result<(Child, Option<ChildStdin>)> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" "$@" 2>&1 & pid=$!; read _; kill $pid"#)
+        .arg(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (run scripts/venv.sh to install it)",
+                program.display()
+            )
+        })?;
+    let stdin = child.stdin.take();
+    Ok((child, stdin))
+}
+
 impl Moto {
     pub fn start(bin: &Path) -> anyhow::Result<Moto> {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(r#""$0" -H 127.0.0.1 -p 0 2>&1 & pid=$!; read _; kill $pid"#)
-            .arg(bin)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (run scripts/venv.sh to install it)",
-                    bin.display()
-                )
-            })?;
-        let stdin = child.stdin.take();
+        let (mut child, stdin) =
+            spawn_guarded(bin, &["-H", "127.0.0.1", "-p", "0"], &[], Stdio::piped())?;
         let stdout = child.stdout.take().context("moto stdout")?;
         let (tx, rx) = mpsc::channel();
         // Drain moto's request log for its whole life so it never blocks on a full pipe.

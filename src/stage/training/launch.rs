@@ -15,7 +15,7 @@ use crate::event::{
     BusEvent, ConditionSummary, DatasetReady, SCHEMA_VERSION, TrainingJobFailed,
     TrainingJobSubmitted, WorkloadRef,
 };
-use crate::port::{Cluster, ClusterError, EventBus};
+use crate::port::{Cluster, ClusterError, EventBus, WorkloadState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Launched {
@@ -85,7 +85,7 @@ impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
                 duration_seconds: None,
             })
         };
-        let (model, cfg, w) = match plan(self.pipeline, self.settings, &ready) {
+        let (model, _cfg, w) = match plan(self.pipeline, self.settings, &ready) {
             Ok(p) => p,
             Err(PlanError::NoModel(why)) => return Ok(Launched::Ignored(why)),
             Err(PlanError::UnknownModel { model, reference }) => {
@@ -106,26 +106,20 @@ impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
             }
         };
         let reference = w.reference();
-        let (cluster, namespace) = (w.cluster.clone(), w.namespace.clone());
-        let existing = self
-            .cluster
-            .get(cfg.kind, &cluster, &namespace, &w.name)
-            .await?;
-        if let Some(state) = &existing {
-            if state.annotations.contains_key(ANN_SUBMITTED) {
+        // The apiserver refusing the request (403, a missing namespace, an invalid spec) is
+        // permanent: a TrainingJobFailed with its message. Throttling, conflicts and 5xx retry.
+        match self.submit(&w).await {
+            Ok(Some(state)) if state.annotations.contains_key(ANN_SUBMITTED) => {
                 info!(workload = %w.name, "workload exists and was reported; duplicate delivery");
                 return Ok(Launched::Duplicate { name: w.name });
             }
-        } else {
-            match self.cluster.apply(&w).await {
-                Ok(()) => {}
-                Err(e) if e.class() == ErrorClass::Permanent => {
-                    return self
-                        .emit(fail(&model, reference, "SubmitRejected", e.to_string()))
-                        .await;
-                }
-                Err(e) => return Err(e.into()),
+            Ok(_) => {}
+            Err(e) if e.class() == ErrorClass::Permanent => {
+                return self
+                    .emit(fail(&model, reference, "SubmitRejected", e.to_string()))
+                    .await;
             }
+            Err(e) => return Err(e.into()),
         }
         let submitted = TrainingJobSubmitted {
             schema_version: SCHEMA_VERSION.into(),
@@ -136,25 +130,31 @@ impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
             workload: reference,
         };
         let out = self.emit(Launched::Submitted(submitted)).await?;
-        // Mark it reported; losing this write only means a redelivery emits the event again.
-        if let Some(state) = match existing {
-            Some(s) => Some(s),
-            None => {
-                self.cluster
-                    .get(cfg.kind, &cluster, &namespace, &w.name)
-                    .await?
-            }
-        } {
-            // Unconditional: the controller may have updated the status since we read it.
-            let state = crate::port::WorkloadState {
-                resource_version: String::new(),
-                ..state
-            };
-            self.cluster
-                .annotate(&state, ANN_SUBMITTED, &ready.run_id)
-                .await?;
-        }
+        // Mark it reported, unconditionally (the controller may have updated it since); losing
+        // this write only means a redelivery emits the event again.
+        let target = WorkloadState {
+            kind: w.kind,
+            cluster: w.cluster.clone(),
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            ..Default::default()
+        };
+        self.cluster
+            .annotate(&target, ANN_SUBMITTED, &ready.run_id)
+            .await?;
         Ok(out)
+    }
+
+    /// The workload as it was before this call (`None` when this call created it).
+    async fn submit(&self, w: &workload::Workload) -> Result<Option<WorkloadState>, ClusterError> {
+        match self
+            .cluster
+            .get(w.kind, &w.cluster, &w.namespace, &w.name)
+            .await?
+        {
+            Some(state) => Ok(Some(state)),
+            None => self.cluster.apply(w).await.map(|()| None),
+        }
     }
 
     async fn emit(&self, out: Launched) -> Result<Launched, LaunchError> {
