@@ -94,8 +94,7 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Ca
             req.uri()
         );
         assert_eq!(req.uri().path(), c.path, "call #{i} path");
-        let got: BTreeSet<(String, String)> =
-            req.uri().query().map(|q| url_pairs(q)).unwrap_or_default();
+        let got: BTreeSet<(String, String)> = req.uri().query().map(url_pairs).unwrap_or_default();
         let want: BTreeSet<(String, String)> = c
             .query
             .iter()
