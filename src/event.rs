@@ -96,6 +96,34 @@ details! {
     ServingScaled => "vllm-scaler",
 }
 
+/// Where a detail type sits in a pipeline run; orders a run's events that share a timestamp
+/// (EventBridge times have one-second resolution).
+pub fn pipeline_order(detail_type: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "DatasetReady",
+        "DatasetRejected",
+        "TrainingJobSubmitted",
+        "TrainingJobStalled",
+        "TrainingJobSucceeded",
+        "TrainingJobFailed",
+        "ModelVersionCreated",
+        "ModelVersionTagSet",
+        "ModelValidated",
+        "ModelRejected",
+        "ModelPromoted",
+        "GitPushed",
+        "DeploymentSkipped",
+        "DeploymentHealthy",
+        "DeploymentRolledBack",
+        "ModelVersionAliasChanged",
+        "ServingScaled",
+    ];
+    ORDER
+        .iter()
+        .position(|t| *t == detail_type)
+        .unwrap_or(ORDER.len())
+}
+
 /// The S3 object an event concerns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SourceObject {

@@ -249,3 +249,44 @@ pub trait Registry: Send + Sync {
         mlops_run_id: &str,
     ) -> impl Future<Output = Result<String, RegistryError>> + Send;
 }
+
+/// Functions of the dev stack share one local cluster.
+impl<T: Cluster> Cluster for std::sync::Arc<T> {
+    fn apply(
+        &self,
+        w: &crate::stage::training::Workload,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        (**self).apply(w)
+    }
+    fn get(
+        &self,
+        kind: crate::config::WorkloadKind,
+        cluster: &str,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<WorkloadState>, ClusterError>> + Send {
+        (**self).get(kind, cluster, namespace, name)
+    }
+    fn list(
+        &self,
+        kind: crate::config::WorkloadKind,
+        cluster: &str,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Vec<WorkloadState>, ClusterError>> + Send {
+        (**self).list(kind, cluster, namespace)
+    }
+    fn annotate(
+        &self,
+        w: &WorkloadState,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<bool, ClusterError>> + Send {
+        (**self).annotate(w, key, value)
+    }
+    fn pending_pods(
+        &self,
+        w: &WorkloadState,
+    ) -> impl Future<Output = Result<Vec<PendingPod>, ClusterError>> + Send {
+        (**self).pending_pods(w)
+    }
+}

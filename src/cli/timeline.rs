@@ -52,6 +52,29 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
                 reasons.join("; ")
             )
         }
+        "TrainingJobSubmitted" => format!(
+            "model={} {} {}/{} on {}",
+            s("model"),
+            d["workload"]["kind"].as_str().unwrap_or("-"),
+            d["workload"]["namespace"].as_str().unwrap_or("-"),
+            d["workload"]["name"].as_str().unwrap_or("-"),
+            d["workload"]["cluster"].as_str().unwrap_or("-")
+        ),
+        "TrainingJobSucceeded" => format!(
+            "model={} version={} mlflow_run={} condition={} duration={}s",
+            s("model"),
+            s("model_version"),
+            s("mlflow_run_id"),
+            d["condition"]["type"].as_str().unwrap_or("-"),
+            d["duration_seconds"]
+        ),
+        "TrainingJobFailed" | "TrainingJobStalled" => format!(
+            "model={} workload={} reason={}: {}",
+            s("model"),
+            d["workload"]["name"].as_str().unwrap_or("-"),
+            d["condition"]["reason"].as_str().unwrap_or("-"),
+            d["condition"]["message"].as_str().unwrap_or("-")
+        ),
         _ => {
             let mut parts = Vec::new();
             if let Some(o) = d.as_object() {

@@ -137,7 +137,13 @@ impl<S: ObjectStore> Ledger<'_, S> {
                 out.push(e);
             }
         }
-        out.sort_by(|a, b| a.time.cmp(&b.time).then(a.event_id.cmp(&b.event_id)));
+        out.sort_by(|a, b| {
+            let rank = |e: &Entry| crate::event::pipeline_order(&e.detail_type);
+            a.time
+                .cmp(&b.time)
+                .then(rank(a).cmp(&rank(b)))
+                .then(a.event_id.cmp(&b.event_id))
+        });
         Ok(out)
     }
 

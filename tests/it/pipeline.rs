@@ -301,3 +301,11 @@ async fn a_message_that_keeps_failing_ends_in_the_dlq() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test]
+async fn the_demo_runs_data_arrival_through_training_to_a_model_version() {
+    // The README's main command, in-process: moto, MLflow, the functions, the local executor.
+    mlops::cli::dev::demo::run(None)
+        .await
+        .expect("demo ends in TrainingJobSucceeded");
+}

@@ -8,15 +8,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use aws_sdk_s3::primitives::ByteStream;
 
+use super::mlflow::{Mlflow, find_mlflow};
 use super::moto::{Moto, find_moto};
 use super::stack::{Routes, Stack, StackSpec, provision};
 use super::worker::poll_once;
+use crate::adapter::local_exec::LocalCluster;
+use crate::adapter::mlflow::MlflowRegistry;
 use crate::adapter::{aws, eventbridge::EventBridgeBus, s3::S3Store};
 use crate::cli::{ROUTES_JSON, timeline};
+use crate::config::TrainingSettings;
 use crate::config::{LedgerSettings, PipelineConfig};
-use crate::lambda::{data_arrival::DataArrivalFn, ledger::LedgerFn};
+use crate::lambda::{
+    data_arrival::DataArrivalFn, launch_training::LaunchTrainingFn, ledger::LedgerFn,
+    training_watch::TrainingWatchFn,
+};
 use crate::stage::data_arrival::Settings;
 use crate::stage::ledger::{Entry, Ledger};
+use std::sync::Arc;
 
 const SAMPLE_PIPELINE: &str = include_str!("../../../samples/pipeline.yaml");
 const SAMPLE_DATA: &[u8] = include_bytes!("../../../samples/data/transactions.csv");
@@ -25,6 +33,76 @@ const SAMPLE_DATA: &[u8] = include_bytes!("../../../samples/data/transactions.cs
 pub struct DevFunctions {
     pub data_arrival: DataArrivalFn<S3Store, EventBridgeBus>,
     pub ledger: LedgerFn<S3Store>,
+}
+
+/// The training functions of the dev stack: the local executor stands in for EKS, and a real
+/// MLflow server for the tracking server and registry.
+pub struct DevTraining {
+    pub launch: LaunchTrainingFn<Arc<LocalCluster>, EventBridgeBus>,
+    pub watch: TrainingWatchFn<Arc<LocalCluster>, MlflowRegistry, EventBridgeBus>,
+}
+
+impl DevTraining {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        stack: &Stack,
+        pipeline: PipelineConfig,
+        moto: &str,
+        mlflow: &str,
+        root: &Path,
+        logs: &Path,
+    ) -> anyhow::Result<DevTraining> {
+        let python = root.join(".venv/bin/python");
+        // The trainer reads s3:// URIs from moto with boto3, which honours AWS_ENDPOINT_URL.
+        let env = [
+            ("AWS_ENDPOINT_URL", moto),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("MLFLOW_DISABLE_TELEMETRY", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let cluster = Arc::new(LocalCluster::new(
+            &pipeline,
+            root.to_owned(),
+            python,
+            env,
+            logs.to_owned(),
+        ));
+        let settings = TrainingSettings {
+            pipeline_config: "samples/pipeline.yaml".into(),
+            event_bus: stack.bus.clone(),
+            mlflow_tracking_uri: mlflow.to_owned(),
+            cluster_name: "local".into(),
+            training_namespace: "training".into(),
+            stall_after: Duration::from_secs(1800),
+        };
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus);
+        Ok(DevTraining {
+            launch: LaunchTrainingFn {
+                pipeline: pipeline.clone(),
+                settings: settings.clone(),
+                cluster: cluster.clone(),
+                bus: bus.clone(),
+            },
+            watch: TrainingWatchFn {
+                pipeline,
+                registry: MlflowRegistry::new(mlflow, |_| None)?,
+                settings,
+                cluster,
+                bus,
+            },
+        })
+    }
+
+    /// One round: the launch queue, then a watch tick.
+    pub async fn pump(&self, sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<usize> {
+        let (n, _) = poll_once(sqs, &stack.queue("launch-training")?.url, &self.launch, 0).await?;
+        let report = self.watch.tick().await?;
+        Ok(n + report.emitted.len())
+    }
 }
 
 impl DevFunctions {
@@ -74,8 +152,18 @@ impl DevFunctions {
 
 pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     let moto_bin = find_moto(None);
-    println!("starting moto ({})", moto_bin.display());
+    let root = moto_bin
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    println!(
+        "starting moto and MLflow ({})",
+        moto_bin.parent().unwrap_or(&moto_bin).display()
+    );
     let moto = Moto::start(&moto_bin)?;
+    let work = tempfile::tempdir()?;
+    let mlflow = Mlflow::start(&find_mlflow(&moto_bin), &work.path().join("mlflow")).await?;
     let sdk = aws::local(&moto.endpoint).await;
     let routes = Routes::parse(ROUTES_JSON)?;
     let spec = StackSpec {
@@ -85,7 +173,7 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     };
     let stack = provision(&sdk, &spec, &routes).await?;
     println!(
-        "provisioned on {}: buckets {} and {}, bus {}, rules {}, queues+DLQs for {}",
+        "provisioned on {}: buckets {} and {}, bus {}, rules {}, queues+DLQs for {}; MLflow at {}",
         moto.endpoint,
         stack.data_bucket,
         stack.artifact_bucket,
@@ -96,11 +184,21 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
             .map(|r| r.name.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        stack.queues.keys().cloned().collect::<Vec<_>>().join(", ")
+        stack.queues.keys().cloned().collect::<Vec<_>>().join(", "),
+        mlflow.endpoint,
     );
     let pipeline = PipelineConfig::from_yaml(SAMPLE_PIPELINE, "samples/pipeline.yaml")?;
-    let work = tempfile::tempdir()?;
-    let functions = DevFunctions::new(&sdk, &stack, pipeline, work.path());
+    let functions = DevFunctions::new(&sdk, &stack, pipeline.clone(), work.path());
+    let logs = work.path().join("training-logs");
+    let training = DevTraining::new(
+        &sdk,
+        &stack,
+        pipeline,
+        &moto.endpoint,
+        &mlflow.endpoint,
+        &root,
+        &logs,
+    )?;
 
     let body = match data {
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
@@ -118,7 +216,10 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         .send()
         .await
         .context("uploading the sample dataset")?;
-    println!("uploaded s3://{}/{key}", stack.data_bucket);
+    println!(
+        "uploaded s3://{}/{key}; training locally (the local executor stands in for EKS)",
+        stack.data_bucket
+    );
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let store = S3Store::new(aws::s3_client(&sdk));
@@ -127,25 +228,49 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         bucket: &stack.artifact_bucket,
         prefix: "ledger/",
     };
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let handled = functions.pump(&sqs, &stack).await?;
+        let handled = functions.pump(&sqs, &stack).await? + training.pump(&sqs, &stack).await?;
+        // Drain the ledger once more so the last event is on the timeline.
+        functions.pump(&sqs, &stack).await?;
         if let Some((run_id, entries)) = find_run(&ledger, &key).await? {
-            println!();
-            print!("{}", timeline::render(&run_id, &entries));
-            return match entries.last().map(|e| e.detail_type.as_str()) {
-                Some("DatasetReady") => Ok(()),
-                other => bail!("the run ended in {}", other.unwrap_or("nothing")),
-            };
+            let last = entries
+                .last()
+                .map(|e| e.detail_type.clone())
+                .unwrap_or_default();
+            if matches!(
+                last.as_str(),
+                "DatasetRejected"
+                    | "TrainingJobSucceeded"
+                    | "TrainingJobFailed"
+                    | "TrainingJobStalled"
+            ) {
+                println!();
+                print!("{}", timeline::render(&run_id, &entries));
+                return match last.as_str() {
+                    "TrainingJobSucceeded" => {
+                        println!(
+                            "\nmodel registered in MLflow at {} (the server stops with the demo)",
+                            mlflow.endpoint
+                        );
+                        Ok(())
+                    }
+                    other => bail!(
+                        "the run ended in {other}; trainer logs in {}",
+                        logs.display()
+                    ),
+                };
+            }
         }
         if Instant::now() > deadline {
             bail!(
-                "no DatasetReady or DatasetRejected for s3://{}/{key} within 90 s",
-                stack.data_bucket
+                "the run for s3://{}/{key} did not finish within 300 s; trainer logs in {}",
+                stack.data_bucket,
+                logs.display()
             );
         }
         if handled == 0 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
