@@ -26,6 +26,15 @@ fn parity_files() -> Vec<PathBuf> {
     files
 }
 
+/// A dataset with no declared columns: every column typed by inference, as pandas does.
+fn any_csv() -> mlops::config::DatasetConfig {
+    let p = PipelineConfig::from_yaml(
+        "datasets:\n  any:\n    prefix: x/\n    format: csv\n",
+        "parity",
+    );
+    p.expect("config").datasets.remove("any").expect("dataset")
+}
+
 #[test]
 fn kept_rows_match_pandas() {
     let files = parity_files();
@@ -41,14 +50,7 @@ fn kept_rows_match_pandas() {
         "pandas_count failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cfg = PipelineConfig::from_yaml(
-        "datasets:\n  any:\n    prefix: x/\n    format: csv\n",
-        "parity",
-    )
-    .expect("config")
-    .datasets
-    .remove("any")
-    .expect("dataset");
+    let cfg = any_csv();
     let reference: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
@@ -93,14 +95,7 @@ fn pandas_rejects_what_we_reject() {
         .output()
         .expect("runs");
     assert!(!out.status.success(), "pandas accepted {}", file.display());
-    let cfg = PipelineConfig::from_yaml(
-        "datasets:\n  any:\n    prefix: x/\n    format: csv\n",
-        "parity",
-    )
-    .expect("config")
-    .datasets
-    .remove("any")
-    .expect("dataset");
+    let cfg = any_csv();
     let dir = tempfile::tempdir().expect("tempdir");
     match prepare_file(&cfg, &file, dir.path()) {
         Err(PrepareError::Rejected(r)) => assert_eq!(
