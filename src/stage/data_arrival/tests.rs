@@ -28,7 +28,7 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         Fixture {
             pipeline: PipelineConfig::from_yaml(
-                include_str!("../../samples/pipeline.yaml"),
+                include_str!("../../../samples/pipeline.yaml"),
                 "sample",
             )
             .expect("config"),
