@@ -39,6 +39,8 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
         actions: ['s3:GetObject', 's3:PutObject'],
         prefixes: [PROCESSED_PREFIX, `${STATE_PREFIX}data-arrival/`],
       },
+      // The claim marker and the manifest are probed with GetObject: absent must read as 404.
+      { kind: 's3List', bucket: 'artifact', prefixes: [PROCESSED_PREFIX, `${STATE_PREFIX}data-arrival/`] },
       { kind: 'putEvents' },
     ],
   },

@@ -176,6 +176,13 @@ describe('least privilege', () => {
         Action: ['s3:GetObject', 's3:PutObject'],
         Resource: [objectsUnder(artifact, 'processed/'), objectsUnder(artifact, 'state/data-arrival/')],
       },
+      {
+        // The claim marker and manifest are probed with GetObject: absent must read as 404, not 403.
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: getAtt(artifact),
+        Condition: { StringLike: { 's3:prefix': ['processed/*', 'state/data-arrival/*'] } },
+      },
       { Effect: 'Allow', Action: 'events:PutEvents', Resource: getAtt(logicalId(stack.bus)) },
     ]);
     const reads = roleStatements(template, logicalId(f.role)).find((s) => actionsOf(s).includes('s3:GetObjectVersion'))!;
