@@ -453,13 +453,12 @@ async fn local_executor_trains_the_sample_into_mlflow() {
     let s = settings(&mlflow.endpoint);
     let (_, _, w) = plan(&p, &s, &ready).expect("plan");
     let python = venv_python();
-    let cluster = LocalCluster::new(
-        &p,
-        root(),
-        python,
-        vec![("MLFLOW_DISABLE_TELEMETRY".into(), "true".into())],
-        dir.path().join("logs"),
-    );
+    // The trainer registers nothing here, so the watcher's own registration runs against MLflow.
+    let env = vec![
+        ("MLFLOW_DISABLE_TELEMETRY".into(), "true".into()),
+        ("MLOPS_SKIP_REGISTER".into(), "1".into()),
+    ];
+    let cluster = LocalCluster::new(&p, root(), python, env, dir.path().join("logs"));
     cluster.apply(&w).await.expect("apply");
     cluster.apply(&w).await.expect("a second apply is a no-op");
 
@@ -513,6 +512,32 @@ async fn local_executor_trains_the_sample_into_mlflow() {
         .expect("find")
         .expect("tagged run");
     assert_eq!(tracked.run_id, mlflow_run);
+    // Registered from the run's logged model (MLflow 3 keeps it under models:/m-…), and ready.
+    let url = format!(
+        "{}/api/2.0/mlflow/model-versions/get?name=fraud-detection&version={version}",
+        mlflow.endpoint
+    );
+    let got: Value = reqwest::get(url)
+        .await
+        .expect("get version")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        log.contains("MLOPS_SKIP_REGISTER is set"),
+        "the trainer registered itself:\n{log}"
+    );
+    let mv = &got["model_version"];
+    assert_eq!(mv["status"], "READY", "{got}");
+    assert_eq!(mv["run_id"], mlflow_run.as_str());
+    let model_id = tracked.model_id.expect("the run logged a model");
+    assert_eq!(mv["source"], format!("models:/{model_id}"), "{got}");
+    let tags = mv["tags"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tags.iter()
+            .any(|t| t["key"] == "mlops.run_id" && t["value"] == ready.run_id.as_str()),
+        "{got}"
+    );
     // Another tick reports nothing new.
     assert!(watch.tick().await.expect("tick").emitted.is_empty());
     let _ = Path::new(&mlflow.log);
