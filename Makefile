@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
+FUNCTIONS := $(notdir $(wildcard functions/*))
 
-.PHONY: help venv demo test test-rust test-infra lint schemas bench lambda-build
+.PHONY: help venv demo test test-rust test-infra lint schemas bench lambda-build cold-start
 
 help: ## List the recipes
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,4 +35,8 @@ bench: venv ## Preparation benchmark: mlops prepare vs pandas vs cp on a ~1 GB C
 	.venv/bin/python bench/prepare_bench.py --mlops $${CARGO_TARGET_DIR:-target}/release/mlops
 
 lambda-build: venv ## Package every function with cargo-lambda (x86_64; add ARGS=--arm64 where that target exists)
-	PATH="$$PWD/.venv/bin:$$PATH" $(CARGO) lambda build --release $(ARGS)
+	PATH="$$PWD/.venv/bin:$$PATH" $(CARGO) lambda build --release --output-format zip --lambda-dir $${LAMBDA_DIR:-target/lambda} $(foreach f,$(FUNCTIONS),-p $(f)) $(ARGS)
+
+cold-start: lambda-build ## Cold start of each packaged function against a local Lambda Runtime API
+	d=$$(mktemp -d) && for f in $(FUNCTIONS); do mkdir -p $$d/$$f && unzip -q -o $${LAMBDA_DIR:-target/lambda}/$$f/bootstrap.zip -d $$d/$$f; done && \
+	.venv/bin/python bench/cold_start.py --lambda-dir $$d
