@@ -219,18 +219,17 @@ pub(super) fn prepare(
                 Some(line),
             ));
         }
-        let Ok(text) = std::str::from_utf8(rec.as_slice()) else {
-            return Err(PrepareError::reject(
-                "unreadable",
-                format!("line {line} is not valid UTF-8"),
-                None,
-                Some(line),
-            ));
-        };
-        let mut at = 0;
         for (i, f) in rec.iter().enumerate() {
-            let t = &text[at..at + f.len()];
-            at += f.len();
+            // Per field: the record's concatenated bytes can be valid UTF-8 while a field is not
+            // (a character split by a delimiter).
+            let Ok(t) = std::str::from_utf8(f) else {
+                return Err(PrepareError::reject(
+                    "unreadable",
+                    format!("line {line} is not valid UTF-8 (field {})", i + 1),
+                    names.get(i).map(String::as_str),
+                    Some(line),
+                ));
+            };
             if !nulls.is_null(f) {
                 scans[i].observe(t, line);
             }

@@ -324,3 +324,52 @@ fn parquet_rejections() {
     let r = rejected(run(&c, b"this is not parquet at all").0);
     assert_eq!(r.code, "unreadable");
 }
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A character split by a delimiter: the record's bytes concatenate to valid UTF-8, the fields don't.
+    let r = rejected(run(&cfg(Format::Csv, &[]), b"a,b\n\xC3,\xA9\n").0);
+    assert_eq!((r.code.as_str(), r.line), ("unreadable", Some(2)));
+    // Random inputs built from CSV's special bytes and broken UTF-8: every one ends in a result.
+    let alphabet: &[&[u8]] = &[
+        b",",
+        b"\"",
+        b"\n",
+        b"\r\n",
+        b"a",
+        b"1",
+        b"1.0",
+        b"NA",
+        b"",
+        b" ",
+        b"\xC3",
+        b"\xA9",
+        b"\xEF\xBB\xBF",
+        b"true",
+    ];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..300 {
+        let len = (next() % 40) as usize;
+        let body: Vec<u8> = (0..len)
+            .flat_map(|_| alphabet[(next() % alphabet.len() as u64) as usize].to_vec())
+            .collect();
+        match run(&cfg(Format::Csv, &[]), &body).0 {
+            Ok(p) => assert_eq!(
+                p.counts.input,
+                p.counts.dropped_nulls
+                    + p.counts.dropped_duplicates
+                    + p.counts.train
+                    + p.counts.test
+            ),
+            Err(PrepareError::Rejected(_)) => {}
+            Err(e) => panic!("{e} on {body:?}"),
+        }
+        let _ = run(&cfg(Format::Parquet, &[]), &body).0;
+    }
+}
