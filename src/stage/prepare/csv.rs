@@ -1,8 +1,13 @@
-//! CSV engine. Two passes over the local file: the first validates the structure, infers each
-//! column's type the way pandas' `read_csv` does (int64, float64, bool or object) and hashes the
-//! bytes; the second drops rows with nulls and duplicates (compared on values parsed with the
-//! inferred types) and writes the survivors to train or test. The raw field text is written
-//! back unchanged, re-quoted as needed.
+//! CSV engine: one pass over the local file that validates the structure, infers each column's
+//! type the way pandas' `read_csv` does (int64, float64, bool or object), drops rows with nulls and
+//! duplicates (compared on the parsed values) and writes the survivors to train or test.
+//!
+//! Keys are built while the types are still being inferred: an undeclared column is keyed as a
+//! number, a bool or text from its first value on. That guess is exact unless the column later
+//! turns out to hold something else (a number column with a word in it is text to pandas, where
+//! `1` and `1.0` differ); then the pass is run again with the final types, so the result is always
+//! what pandas would keep. Int→float widening needs no second pass: integers are keyed as their
+//! float value. The raw field text is written back unchanged, re-quoted as needed.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -15,66 +20,162 @@ use crate::config::{ColumnType, DatasetConfig};
 use crate::event::Counts;
 
 const BUF: usize = 1 << 20;
+// Integers beyond 2^53 key differently as int64 and as float64.
+const EXACT_F64_INT: i64 = 1 << 53;
 
-/// The type a column is read as, from its non-null values.
+/// How a column's values are keyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dtype {
-    /// No non-null value at all (pandas reads an all-NaN float column).
-    Empty,
+enum Kind {
+    /// Undeclared and no value seen yet.
+    Pending,
+    /// Undeclared, keyed as numbers so far (int64 or float64 in the end).
+    Numeric,
     Int,
     Float,
     Bool,
     Str,
 }
 
-impl Dtype {
-    fn name(self) -> &'static str {
-        match self {
-            Dtype::Empty | Dtype::Float => "float64",
-            Dtype::Int => "int64",
-            Dtype::Bool => "bool",
-            Dtype::Str => "object",
+/// One column's state during a pass.
+struct Column {
+    kind: Kind,
+    /// Declared in the config: values of another type reject the file.
+    declared: bool,
+    /// Undeclared and speculated: a value contradicted the guess.
+    broken: bool,
+    seen: bool,
+    non_int: bool,
+    big_int: bool,
+}
+
+impl Column {
+    fn new(declared: Option<ColumnType>, fixed: Option<Kind>) -> Column {
+        let kind = match (declared, fixed) {
+            (Some(ColumnType::Int), _) => Kind::Int,
+            (Some(ColumnType::Float), _) => Kind::Float,
+            (Some(ColumnType::Bool), _) => Kind::Bool,
+            (Some(ColumnType::String), _) => Kind::Str,
+            (None, Some(k)) => k,
+            (None, None) => Kind::Pending,
+        };
+        Column {
+            kind,
+            declared: declared.is_some(),
+            broken: false,
+            seen: false,
+            non_int: false,
+            big_int: false,
+        }
+    }
+
+    /// Keys one non-null value; `Ok(false)` when the value is a null after all (a float NaN).
+    #[inline]
+    fn key(
+        &mut self,
+        name: &str,
+        t: &str,
+        raw: &[u8],
+        line: u64,
+        key: &mut RowKey,
+    ) -> Result<bool, PrepareError> {
+        self.seen = true;
+        if self.kind == Kind::Pending {
+            self.kind = if parse_float(t).is_some() {
+                Kind::Numeric
+            } else if parse_bool(t).is_some() {
+                Kind::Bool
+            } else {
+                Kind::Str
+            };
+        }
+        match self.kind {
+            Kind::Numeric | Kind::Int | Kind::Float => {
+                if self.kind != Kind::Float
+                    && let Some(v) = parse_int(t)
+                {
+                    self.big_int |= !(-EXACT_F64_INT..=EXACT_F64_INT).contains(&v);
+                    key.int(v);
+                    return Ok(true);
+                }
+                match parse_float(t) {
+                    Some(v) if self.kind != Kind::Int => {
+                        self.non_int = true;
+                        if v.is_nan() {
+                            // pandas reads NaN in a float column as a null, whatever the markers.
+                            return Ok(false);
+                        }
+                        key.num(v);
+                        Ok(true)
+                    }
+                    _ => self.contradicted(
+                        name,
+                        t,
+                        raw,
+                        line,
+                        key,
+                        if self.kind == Kind::Int {
+                            "an int"
+                        } else {
+                            "a float"
+                        },
+                    ),
+                }
+            }
+            Kind::Bool => match parse_bool(t) {
+                Some(b) => {
+                    key.boolean(b);
+                    Ok(true)
+                }
+                None => self.contradicted(name, t, raw, line, key, "a bool"),
+            },
+            Kind::Str | Kind::Pending => {
+                key.bytes(raw);
+                Ok(true)
+            }
+        }
+    }
+
+    fn contradicted(
+        &mut self,
+        name: &str,
+        t: &str,
+        raw: &[u8],
+        line: u64,
+        key: &mut RowKey,
+        word: &str,
+    ) -> Result<bool, PrepareError> {
+        if self.declared {
+            return Err(PrepareError::reject(
+                "wrong_type",
+                format!("column {name:?} must be {word}, but line {line} has {t:?}"),
+                Some(name),
+                Some(line),
+            ));
+        }
+        // The column is text to pandas; this pass's keys for it are void, the next pass redoes them.
+        self.broken = true;
+        key.bytes(raw);
+        Ok(true)
+    }
+
+    /// The type pandas reads the column as, and whether this pass's keys were exact.
+    fn outcome(&self) -> (Kind, bool) {
+        match self.kind {
+            Kind::Pending => (Kind::Float, true),
+            _ if self.broken => (Kind::Str, false),
+            Kind::Numeric if self.non_int => (Kind::Float, !self.big_int),
+            Kind::Numeric => (Kind::Int, true),
+            k => (k, true),
         }
     }
 }
 
-/// First value (and its line) that rules a type out.
-type Witness = Option<(u64, String)>;
-
-#[derive(Default)]
-struct ColumnScan {
-    seen_value: bool,
-    not_int: Witness,
-    not_float: Witness,
-    not_bool: Witness,
-}
-
-impl ColumnScan {
-    fn observe(&mut self, text: &str, line: u64) {
-        self.seen_value = true;
-        if self.not_int.is_none() && parse_int(text).is_none() {
-            self.not_int = Some((line, text.to_owned()));
-        }
-        if self.not_float.is_none() && parse_float(text).is_none() {
-            self.not_float = Some((line, text.to_owned()));
-        }
-        if self.not_bool.is_none() && parse_bool(text).is_none() {
-            self.not_bool = Some((line, text.to_owned()));
-        }
-    }
-
-    fn inferred(&self) -> Dtype {
-        if !self.seen_value {
-            Dtype::Empty
-        } else if self.not_int.is_none() {
-            Dtype::Int
-        } else if self.not_float.is_none() {
-            Dtype::Float
-        } else if self.not_bool.is_none() {
-            Dtype::Bool
-        } else {
-            Dtype::Str
-        }
+fn dtype_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Int => "int64",
+        Kind::Bool => "bool",
+        Kind::Str => "object",
+        _ => "float64",
     }
 }
 
@@ -178,9 +279,28 @@ pub(super) fn prepare(
     train: &Path,
     test: &Path,
 ) -> Result<EngineOutput, PrepareError> {
-    let nulls = Nulls::new(cfg.null_markers.markers());
+    let (first, retry) = pass(cfg, input, train, test, None)?;
+    match retry {
+        None => Ok(first),
+        // A guessed column type was wrong: once more with the types now known (exact by design).
+        Some(kinds) => {
+            let (mut out, _) = pass(cfg, input, train, test, Some(&kinds))?;
+            out.content_sha256 = first.content_sha256;
+            Ok(out)
+        }
+    }
+}
 
-    // Pass 1: header, structure, types, content hash.
+/// One pass; with `fixed` types its keys are exact, without them the second value says which
+/// types a repeat pass must use when a guess was wrong.
+fn pass(
+    cfg: &DatasetConfig,
+    input: &Path,
+    train: &Path,
+    test: &Path,
+    fixed: Option<&[Kind]>,
+) -> Result<(EngineOutput, Option<Vec<Kind>>), PrepareError> {
+    let nulls = Nulls::new(cfg.null_markers.markers());
     let file = File::open(input).map_err(PrepareError::io(input))?;
     let mut hashing = HashingReader::new(BufReader::with_capacity(BUF, file));
     let mut rdr = reader(cfg, &mut hashing);
@@ -199,14 +319,43 @@ pub(super) fn prepare(
     let names = header_names(&header)?;
     check_required(cfg, &names)?;
     let width = names.len();
-    let mut scans: Vec<ColumnScan> = (0..width).map(|_| ColumnScan::default()).collect();
+    let mut cols: Vec<Column> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Column::new(
+                cfg.columns.get(n).copied(),
+                fixed.and_then(|f| f.get(i).copied()),
+            )
+        })
+        .collect();
+    strip_bom(&mut header);
+    let mut train_w = writer(cfg, train)?;
+    let mut test_w = writer(cfg, test)?;
+    let write_err = |p: &Path| {
+        let p = p.to_owned();
+        move |e: csv::Error| PrepareError::Io {
+            path: p,
+            source: std::io::Error::other(e),
+        }
+    };
+    train_w
+        .write_byte_record(&header)
+        .map_err(write_err(train))?;
+    test_w.write_byte_record(&header).map_err(write_err(test))?;
+
     let mut rec = ByteRecord::new();
-    let mut rows = 0u64;
+    let mut key = RowKey::default();
+    let mut split = Splitter::new(cfg.test_fraction);
+    let mut counts = Counts::default();
     while rdr
         .read_byte_record(&mut rec)
         .map_err(|e| read_err(input, e))?
     {
-        rows += 1;
+        if is_blank(&rec) {
+            continue;
+        }
+        counts.input += 1;
         let line = line_of(&rec);
         if rec.len() > width {
             return Err(PrepareError::reject(
@@ -219,9 +368,12 @@ pub(super) fn prepare(
                 Some(line),
             ));
         }
+        // Missing trailing fields are nulls to pandas.
+        let mut complete = rec.len() == width;
+        key.clear();
         for (i, f) in rec.iter().enumerate() {
-            // Per field: the record's concatenated bytes can be valid UTF-8 while a field is not
-            // (a character split by a delimiter).
+            // Per field: the record's bytes can be valid UTF-8 while a field is not (a character
+            // split by a delimiter).
             let Ok(t) = std::str::from_utf8(f) else {
                 return Err(PrepareError::reject(
                     "unreadable",
@@ -230,60 +382,11 @@ pub(super) fn prepare(
                     Some(line),
                 ));
             };
-            if !nulls.is_null(f) {
-                scans[i].observe(t, line);
+            if nulls.is_null(f) || !cols[i].key(&names[i], t, f, line, &mut key)? {
+                complete = false;
             }
         }
-    }
-    drop(rdr);
-    let content_sha256 = {
-        // Hash whatever the CSV reader left unread (nothing, normally) so the digest covers the file.
-        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(PrepareError::io(input))?;
-        hashing.hex()
-    };
-    if rows == 0 {
-        return Err(PrepareError::reject(
-            "empty_file",
-            "the file has a header but no data rows".into(),
-            None,
-            None,
-        ));
-    }
-    let dtypes = resolve_types(cfg, &names, &scans)?;
-
-    // Pass 2: clean, dedupe, split, write.
-    let file = File::open(input).map_err(PrepareError::io(input))?;
-    let mut rdr = reader(cfg, BufReader::with_capacity(BUF, file));
-    let mut train_w = writer(cfg, train)?;
-    let mut test_w = writer(cfg, test)?;
-    let mut first = true;
-    let mut key = RowKey::default();
-    let mut split = Splitter::new(cfg.test_fraction);
-    let mut counts = Counts::default();
-    let write_err = |p: &Path| {
-        let p = p.to_owned();
-        move |e: csv::Error| PrepareError::Io {
-            path: p,
-            source: std::io::Error::other(e),
-        }
-    };
-    while rdr
-        .read_byte_record(&mut rec)
-        .map_err(|e| read_err(input, e))?
-    {
-        if first {
-            first = false;
-            let mut h = header.clone();
-            strip_bom(&mut h);
-            train_w.write_byte_record(&h).map_err(write_err(train))?;
-            test_w.write_byte_record(&h).map_err(write_err(test))?;
-            continue;
-        }
-        if is_blank(&rec) {
-            continue;
-        }
-        counts.input += 1;
-        if rec.len() < width || !row_key(&rec, &dtypes, &nulls, &mut key) {
+        if !complete {
             counts.dropped_nulls += 1;
             continue;
         }
@@ -299,49 +402,39 @@ pub(super) fn prepare(
             }
         }
     }
+    drop(rdr);
+    // Hash whatever the CSV reader left unread (nothing, normally) so the digest covers the file.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(PrepareError::io(input))?;
+    let content_sha256 = hashing.hex();
+    if counts.input == 0 {
+        return Err(PrepareError::reject(
+            "empty_file",
+            "the file has a header but no data rows".into(),
+            None,
+            None,
+        ));
+    }
     train_w.flush().map_err(PrepareError::io(train))?;
     test_w.flush().map_err(PrepareError::io(test))?;
+    let outcomes: Vec<(Kind, bool)> = cols.iter().map(Column::outcome).collect();
+    let retry = (fixed.is_none() && outcomes.iter().any(|(_, exact)| !exact))
+        .then(|| outcomes.iter().map(|(k, _)| *k).collect());
     let schema = names
         .iter()
-        .zip(&dtypes)
-        .map(|(n, d)| ColumnInfo {
+        .zip(&outcomes)
+        .map(|(n, (k, _))| ColumnInfo {
             name: n.clone(),
-            dtype: d.name().to_owned(),
+            dtype: dtype_name(*k).to_owned(),
         })
         .collect();
-    Ok(EngineOutput {
-        content_sha256,
-        schema,
-        counts,
-    })
-}
-
-/// Builds the row's key from parsed values; false when the row has a null.
-#[inline]
-fn row_key(rec: &ByteRecord, dtypes: &[Dtype], nulls: &Nulls, key: &mut RowKey) -> bool {
-    key.clear();
-    for (f, d) in rec.iter().zip(dtypes) {
-        if nulls.is_null(f) {
-            return false;
-        }
-        // Pass 1 proved every non-null value parses as its column's type and is UTF-8.
-        let t = std::str::from_utf8(f).unwrap_or_default();
-        match d {
-            Dtype::Int => match parse_int(t) {
-                Some(v) => key.int(v),
-                None => return false,
-            },
-            Dtype::Float | Dtype::Empty => match parse_float(t) {
-                // A NaN in a float column is a null to pandas whatever the markers are.
-                Some(v) if v.is_nan() => return false,
-                Some(v) => key.num(v),
-                None => return false,
-            },
-            Dtype::Bool => key.boolean(parse_bool(t).unwrap_or(false)),
-            Dtype::Str => key.bytes(f),
-        }
-    }
-    true
+    Ok((
+        EngineOutput {
+            content_sha256,
+            schema,
+            counts,
+        },
+        retry,
+    ))
 }
 
 fn writer(cfg: &DatasetConfig, path: &Path) -> Result<csv::Writer<BufWriter<File>>, PrepareError> {
@@ -407,36 +500,4 @@ fn check_required(cfg: &DatasetConfig, names: &[String]) -> Result<(), PrepareEr
         }
     }
     Ok(())
-}
-
-/// The inferred types, checked against (and overridden by) the declared ones.
-fn resolve_types(
-    cfg: &DatasetConfig,
-    names: &[String],
-    scans: &[ColumnScan],
-) -> Result<Vec<Dtype>, PrepareError> {
-    names
-        .iter()
-        .zip(scans)
-        .map(|(name, scan)| {
-            let Some(declared) = cfg.columns.get(name) else {
-                return Ok(scan.inferred());
-            };
-            let (witness, dtype, word) = match declared {
-                ColumnType::Int => (&scan.not_int, Dtype::Int, "an int"),
-                ColumnType::Float => (&scan.not_float, Dtype::Float, "a float"),
-                ColumnType::Bool => (&scan.not_bool, Dtype::Bool, "a bool"),
-                ColumnType::String => return Ok(Dtype::Str),
-            };
-            match witness {
-                Some((line, value)) if scan.seen_value => Err(PrepareError::reject(
-                    "wrong_type",
-                    format!("column {name:?} must be {word}, but line {line} has {value:?}"),
-                    Some(name),
-                    Some(*line),
-                )),
-                _ => Ok(dtype),
-            }
-        })
-        .collect()
 }

@@ -373,3 +373,31 @@ fn arbitrary_bytes_never_panic() {
         let _ = run(&cfg(Format::Parquet, &[]), &body).0;
     }
 }
+
+#[test]
+fn wrong_type_guesses_are_redone_exactly() {
+    // Integers beyond 2^53: distinct as int64, equal once the column is float64 (as in pandas).
+    let (res, _d) = run(
+        &cfg(Format::Csv, &[]),
+        b"a\n9007199254740993\n9007199254740992\n",
+    );
+    assert_eq!(res.expect("ints").counts.dropped_duplicates, 0);
+    let (res, _d) = run(
+        &cfg(Format::Csv, &[]),
+        b"a\n9007199254740993\n9007199254740992\n1.5\n",
+    );
+    let p = res.expect("floats");
+    assert_eq!(
+        (p.counts.dropped_duplicates, p.schema[0].dtype.as_str()),
+        (1, "float64")
+    );
+    // A bool column that turns out to be text: "True" and "true" differ again.
+    let (res, _d) = run(&cfg(Format::Csv, &[]), b"a\nTrue\ntrue\nmaybe\n");
+    let p = res.expect("text");
+    assert_eq!(
+        (p.counts.dropped_duplicates, p.schema[0].dtype.as_str()),
+        (0, "object")
+    );
+    let (res, _d) = run(&cfg(Format::Csv, &[]), b"a\nTrue\ntrue\n");
+    assert_eq!(res.expect("bools").counts.dropped_duplicates, 1);
+}
