@@ -20,6 +20,8 @@ use crate::config::{ColumnType, DatasetConfig};
 use crate::event::Counts;
 
 const BUF: usize = 1 << 20;
+/// Records per batch handed from the parsing thread to the keying thread.
+const BATCH: usize = 4096;
 // Integers beyond 2^53 key differently as int64 and as float64.
 const EXACT_F64_INT: i64 = 1 << 53;
 
@@ -196,42 +198,28 @@ fn parse_bool(t: &str) -> Option<bool> {
 
 /// Null-marker lookup with a cheap length and first-byte filter in front.
 struct Nulls {
-    markers: Vec<Vec<u8>>,
-    max_len: usize,
-    first: [bool; 256],
-    empty: bool,
+    /// Markers bucketed by length: a field is compared only with markers of its own length.
+    by_len: Vec<Vec<Vec<u8>>>,
 }
 
 impl Nulls {
     fn new(markers: Vec<String>) -> Nulls {
-        let mut first = [false; 256];
-        let mut empty = false;
-        let mut max_len = 0;
-        for m in &markers {
-            match m.as_bytes().first() {
-                Some(b) => first[*b as usize] = true,
-                None => empty = true,
+        let mut by_len: Vec<Vec<Vec<u8>>> = Vec::new();
+        for m in markers {
+            let n = m.len();
+            if by_len.len() <= n {
+                by_len.resize(n + 1, Vec::new());
             }
-            max_len = max_len.max(m.len());
+            by_len[n].push(m.into_bytes());
         }
-        Nulls {
-            markers: markers.into_iter().map(String::into_bytes).collect(),
-            max_len,
-            first,
-            empty,
-        }
+        Nulls { by_len }
     }
 
     #[inline]
     fn is_null(&self, f: &[u8]) -> bool {
-        match f.first() {
-            None => self.empty,
-            Some(b) => {
-                f.len() <= self.max_len
-                    && self.first[*b as usize]
-                    && self.markers.iter().any(|m| m.as_slice() == f)
-            }
-        }
+        self.by_len
+            .get(f.len())
+            .is_some_and(|ms| ms.iter().any(|m| m.as_slice() == f))
     }
 }
 
@@ -302,8 +290,8 @@ fn pass(
 ) -> Result<(EngineOutput, Option<Vec<Kind>>), PrepareError> {
     let nulls = Nulls::new(cfg.null_markers.markers());
     let file = File::open(input).map_err(PrepareError::io(input))?;
-    let mut hashing = HashingReader::new(BufReader::with_capacity(BUF, file));
-    let mut rdr = reader(cfg, &mut hashing);
+    let file_len = file.metadata().map_err(PrepareError::io(input))?.len();
+    let mut rdr = reader(cfg, HashingReader::new(BufReader::with_capacity(BUF, file)));
     let mut header = ByteRecord::new();
     if !rdr
         .read_byte_record(&mut header)
@@ -344,65 +332,145 @@ fn pass(
         .map_err(write_err(train))?;
     test_w.write_byte_record(&header).map_err(write_err(test))?;
 
-    let mut rec = ByteRecord::new();
     let mut key = RowKey::default();
     let mut split = Splitter::new(cfg.test_fraction);
     let mut counts = Counts::default();
-    while rdr
-        .read_byte_record(&mut rec)
-        .map_err(|e| read_err(input, e))?
-    {
-        if is_blank(&rec) {
-            continue;
-        }
-        counts.input += 1;
-        let line = line_of(&rec);
-        if rec.len() > width {
-            return Err(PrepareError::reject(
-                "unreadable",
-                format!(
-                    "line {line} has {} fields but the header has {width}",
-                    rec.len()
-                ),
-                None,
-                Some(line),
-            ));
-        }
-        // Missing trailing fields are nulls to pandas.
-        let mut complete = rec.len() == width;
-        key.clear();
-        for (i, f) in rec.iter().enumerate() {
-            // Per field: the record's bytes can be valid UTF-8 while a field is not (a character
-            // split by a delimiter).
-            let Ok(t) = std::str::from_utf8(f) else {
-                return Err(PrepareError::reject(
-                    "unreadable",
-                    format!("line {line} is not valid UTF-8 (field {})", i + 1),
-                    names.get(i).map(String::as_str),
-                    Some(line),
-                ));
-            };
-            if nulls.is_null(f) || !cols[i].key(&names[i], t, f, line, &mut key)? {
-                complete = false;
+    // Three threads in a pipeline: one parses CSV into batches of records, one keys, dedupes and
+    // splits them, one writes the kept rows; batches go back to the parser for reuse.
+    let hashing = std::thread::scope(|scope| -> Result<_, PrepareError> {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<Result<(Vec<ByteRecord>, usize), csv::Error>>(4);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<ByteRecord>>();
+        let producer = scope.spawn(move || {
+            loop {
+                let mut recs = back_rx.try_recv().unwrap_or_default();
+                let mut n = 0;
+                let mut failed = None;
+                while n < BATCH {
+                    if recs.len() == n {
+                        recs.push(ByteRecord::new());
+                    }
+                    match rdr.read_byte_record(&mut recs[n]) {
+                        Ok(true) => n += 1,
+                        Ok(false) => break,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let last = n < BATCH;
+                // A closed channel means the consumer stopped (a rejection): stop reading.
+                if n > 0 && tx.send(Ok((recs, n))).is_err() {
+                    break;
+                }
+                if let Some(e) = failed {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+                if last {
+                    break;
+                }
+            }
+            rdr.into_inner()
+        });
+        // A third thread writes the kept rows, in file order, to train and test.
+        let (wtx, wrx) =
+            std::sync::mpsc::sync_channel::<(Vec<ByteRecord>, usize, Vec<Option<Verdict>>)>(4);
+        let writer = scope.spawn(move || -> Result<(), PrepareError> {
+            while let Ok((recs, n, sides)) = wrx.recv() {
+                for (rec, side) in recs[..n].iter().zip(&sides) {
+                    match side {
+                        Some(Verdict::Train) => {
+                            train_w.write_byte_record(rec).map_err(write_err(train))?
+                        }
+                        Some(Verdict::Test) => {
+                            test_w.write_byte_record(rec).map_err(write_err(test))?
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = back_tx.send(recs);
+            }
+            train_w.flush().map_err(PrepareError::io(train))?;
+            test_w.flush().map_err(PrepareError::io(test))
+        });
+        let mut sized = false;
+        while let Ok(batch) = rx.recv() {
+            let (recs, n) = batch.map_err(|e| read_err(input, e))?;
+            if !sized {
+                // Size the duplicate set once, from the file size and the first batch's row length.
+                sized = true;
+                let read = recs[..n]
+                    .last()
+                    .and_then(|r| r.position())
+                    .map_or(0, |p| p.byte());
+                if n == BATCH && read > 0 {
+                    split.reserve((file_len as f64 / read as f64 * n as f64 * 1.02) as usize);
+                }
+            }
+            let mut sides = vec![None; n];
+            for (j, rec) in recs[..n].iter().enumerate() {
+                if is_blank(rec) {
+                    continue;
+                }
+                counts.input += 1;
+                let line = line_of(rec);
+                if rec.len() > width {
+                    return Err(PrepareError::reject(
+                        "unreadable",
+                        format!(
+                            "line {line} has {} fields but the header has {width}",
+                            rec.len()
+                        ),
+                        None,
+                        Some(line),
+                    ));
+                }
+                // Missing trailing fields are nulls to pandas.
+                let mut complete = rec.len() == width;
+                key.clear();
+                for (i, f) in rec.iter().enumerate() {
+                    // Per field: the record's bytes can be valid UTF-8 while a field is not (a character
+                    // split by a delimiter).
+                    let Ok(t) = std::str::from_utf8(f) else {
+                        return Err(PrepareError::reject(
+                            "unreadable",
+                            format!("line {line} is not valid UTF-8 (field {})", i + 1),
+                            names.get(i).map(String::as_str),
+                            Some(line),
+                        ));
+                    };
+                    if nulls.is_null(f) || !cols[i].key(&names[i], t, f, line, &mut key)? {
+                        complete = false;
+                    }
+                }
+                if !complete {
+                    counts.dropped_nulls += 1;
+                    continue;
+                }
+                let verdict = split.decide(key.hash());
+                match verdict {
+                    Verdict::Duplicate => counts.dropped_duplicates += 1,
+                    Verdict::Train => counts.train += 1,
+                    Verdict::Test => counts.test += 1,
+                }
+                sides[j] = Some(verdict);
+            }
+            if wtx.send((recs, n, sides)).is_err() {
+                break; // the writer stopped on an error, reported by its join below
             }
         }
-        if !complete {
-            counts.dropped_nulls += 1;
-            continue;
-        }
-        match split.decide(key.hash()) {
-            Verdict::Duplicate => counts.dropped_duplicates += 1,
-            Verdict::Train => {
-                counts.train += 1;
-                train_w.write_byte_record(&rec).map_err(write_err(train))?;
-            }
-            Verdict::Test => {
-                counts.test += 1;
-                test_w.write_byte_record(&rec).map_err(write_err(test))?;
-            }
-        }
-    }
-    drop(rdr);
+        drop(rx);
+        drop(wtx);
+        let panicked = |what: &str| PrepareError::Io {
+            path: input.to_owned(),
+            source: std::io::Error::other(format!("the CSV {what} thread panicked")),
+        };
+        writer.join().map_err(|_| panicked("writer"))??;
+        producer.join().map_err(|_| panicked("reader"))
+    })?;
+    let mut hashing = hashing;
     // Hash whatever the CSV reader left unread (nothing, normally) so the digest covers the file.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(PrepareError::io(input))?;
     let content_sha256 = hashing.hex();
@@ -414,8 +482,6 @@ fn pass(
             None,
         ));
     }
-    train_w.flush().map_err(PrepareError::io(train))?;
-    test_w.flush().map_err(PrepareError::io(test))?;
     let outcomes: Vec<(Kind, bool)> = cols.iter().map(Column::outcome).collect();
     let retry = (fixed.is_none() && outcomes.iter().any(|(_, exact)| !exact))
         .then(|| outcomes.iter().map(|(k, _)| *k).collect());

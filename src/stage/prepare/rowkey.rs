@@ -2,9 +2,6 @@
 //! column are equal), and the train/test side is a function of the same identity, so a row lands
 //! on the same side in every dataset version.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use xxhash_rust::xxh3::xxh3_128;
 
 /// Builds a row's canonical byte key; reused across rows to avoid allocation.
@@ -59,21 +56,100 @@ impl RowKey {
     }
 }
 
-/// The keys are already uniform hashes: use their low bits as the table hash.
-#[derive(Default)]
-struct Identity(u64);
+/// The set of row hashes seen so far: open addressing with linear probing over one flat array.
+/// The keys are already uniform hashes, so their low bits are the slot. On large files this set
+/// is the pass's bottleneck (a random access per row into hundreds of MiB), so one probe should
+/// cost one cache miss (a SwissTable costs two: control bytes and slot), and the array asks for
+/// transparent huge pages, which take the TLB misses out of those random accesses.
+struct Seen {
+    /// 0 marks an empty slot; the hash 0 itself is tracked by `has_zero`.
+    slots: Slots,
+    len: usize,
+    has_zero: bool,
+}
 
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
+/// Zeroed slot memory: an anonymous mapping advised for huge pages, or a plain vector if the
+/// mapping cannot be made.
+enum Slots {
+    Map(memmap2::MmapMut),
+    Vec(Vec<u128>),
+}
+
+impl Slots {
+    fn zeroed(n: usize) -> Slots {
+        match memmap2::MmapMut::map_anon(n * std::mem::size_of::<u128>()) {
+            Ok(map) => {
+                // Advisory: without THP the mapping still works, with 4 KiB pages.
+                let _ = map.advise(memmap2::Advice::HugePage);
+                Slots::Map(map)
+            }
+            Err(_) => Slots::Vec(vec![0; n]),
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
+    fn get(&mut self) -> &mut [u128] {
+        match self {
+            // Page-aligned, so the cast cannot fail.
+            Slots::Map(m) => bytemuck::try_cast_slice_mut(&mut m[..]).unwrap_or_default(),
+            Slots::Vec(v) => v,
+        }
+    }
+}
+
+impl Seen {
+    fn with_capacity(rows: usize) -> Seen {
+        Seen {
+            slots: Slots::zeroed(Self::slots_for(rows)),
+            len: 0,
+            has_zero: false,
+        }
+    }
+
+    /// Load factor at most 3/4.
+    fn slots_for(rows: usize) -> usize {
+        (rows.max(1024) * 4 / 3).next_power_of_two()
+    }
+
+    fn capacity(&mut self) -> usize {
+        self.slots.get().len()
+    }
+
+    /// True when the hash was not in the set.
+    #[inline]
+    fn insert(&mut self, h: u128) -> bool {
+        if h == 0 {
+            return !std::mem::replace(&mut self.has_zero, true);
+        }
+        let cap = self.capacity();
+        if (self.len + 1) * 4 > cap * 3 {
+            self.grow(cap * 2);
+        }
+        let slots = self.slots.get();
+        let mask = slots.len() - 1;
+        let mut i = (h as usize) & mask;
+        loop {
+            match slots[i] {
+                0 => {
+                    slots[i] = h;
+                    self.len += 1;
+                    return true;
+                }
+                s if s == h => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn grow(&mut self, n: usize) {
+        let mut old = std::mem::replace(&mut self.slots, Slots::zeroed(n));
+        let slots = self.slots.get();
+        let mask = slots.len() - 1;
+        for &h in old.get().iter().filter(|h| **h != 0) {
+            let mut i = (h as usize) & mask;
+            while slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = h;
+        }
     }
 }
 
@@ -86,16 +162,25 @@ pub enum Verdict {
 
 /// Decides each row: a duplicate of an earlier row, or which side of the split it goes to.
 pub struct Splitter {
-    seen: HashSet<u128, BuildHasherDefault<Identity>>,
+    seen: Seen,
     test_below: u64,
 }
 
 impl Splitter {
     pub fn new(test_fraction: f64) -> Splitter {
         Splitter {
-            seen: HashSet::default(),
+            seen: Seen::with_capacity(0),
             // Saturating float→int cast: fractions are validated to lie in (0, 1).
             test_below: (test_fraction * 18_446_744_073_709_551_616.0) as u64,
+        }
+    }
+
+    /// Makes room for about `rows` distinct rows at once: growing the table step by step rehashes
+    /// every key again at each doubling, and holds the old and new tables at the same time.
+    pub fn reserve(&mut self, rows: usize) {
+        let want = Seen::slots_for(rows);
+        if want > self.seen.capacity() {
+            self.seen.grow(want);
         }
     }
 
