@@ -2,8 +2,9 @@
 //!
 //! Cleans a CSV or Parquet file as the seed's pandas step does (`read_csv(...).dropna()
 //! .drop_duplicates()`), splits the survivors into train and test by a hash of the row, and writes
-//! both in the input's format. Files are read in passes from disk, so memory grows only with the
-//! duplicate-detection set (16 bytes per distinct row), never with the file.
+//! both in the input's format. Files are streamed from local disk, so memory grows only with the
+//! duplicate-detection set (a 16-byte hash per distinct row, in a table at most 3/4 full), never
+//! with the file.
 
 mod csv;
 mod parquet;
