@@ -100,8 +100,3 @@ impl Drop for Mlflow {
         let _ = self.child.wait();
     }
 }
-
-/// For error messages: where the server's output went.
-pub fn describe(m: &Mlflow) -> String {
-    format!("{} (log {})", m.endpoint, m.log.display())
-}
