@@ -2,15 +2,14 @@
 //! `<state prefix>data-arrival/objects/`, created with `If-None-Match: *` and moved through its
 //! states with `If-Match`, so concurrent invocations agree on who processes the version.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::{DataArrival, DataArrivalError, now};
+use super::{DataArrival, DataArrivalError};
 use crate::event::SourceObject;
 use crate::port::{EventBus, ObjectStore, Precondition, Written};
+use crate::stage::{lease_expired, now_rfc3339 as now};
 
 /// `claimed_at` of a released claim: expired for every lease.
 pub(super) const RELEASED: &str = "1970-01-01T00:00:00Z";
@@ -142,14 +141,4 @@ fn parse_marker(key: &str, body: &[u8]) -> Result<Marker, DataArrivalError> {
         key: key.to_owned(),
         source,
     })
-}
-
-fn lease_expired(claimed_at: &str, lease: Duration) -> bool {
-    match chrono::DateTime::parse_from_rfc3339(claimed_at) {
-        Ok(t) => chrono::Utc::now()
-            .signed_duration_since(t)
-            .to_std()
-            .is_ok_and(|age| age > lease),
-        Err(_) => true,
-    }
 }

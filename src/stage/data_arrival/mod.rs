@@ -15,6 +15,7 @@ use tracing::{Instrument, info, warn};
 
 mod claim;
 
+use super::now_rfc3339 as now;
 use claim::{Marker, RELEASED};
 
 use super::prepare::{self, Manifest, PrepareError, Prepared};
@@ -370,10 +371,6 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
 enum Decision {
     Ready(DatasetReady),
     Rejected(DatasetRejected),
-}
-
-pub(super) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn reason(code: &str, message: String) -> Reason {

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tracing::{info, warn};
 
 use super::workload::{
@@ -26,6 +26,7 @@ use crate::event::{
     TrainingJobSucceeded, WorkloadRef,
 };
 use crate::port::{Cluster, ClusterError, EventBus, Registry, RegistryError, WorkloadState};
+use crate::stage::{lease_expired, now_rfc3339};
 
 const CLAIM_PREFIX: &str = "claimed@";
 const RELEASED: &str = "claimed@1970-01-01T00:00:00Z";
@@ -146,15 +147,12 @@ impl<C: Cluster, R: Registry, B: EventBus> TrainingWatch<'_, C, R, B> {
         if let Some(v) = w.annotations.get(key) {
             let live = v
                 .strip_prefix(CLAIM_PREFIX)
-                .is_some_and(|t| !expired(t, self.claim_lease));
+                .is_some_and(|t| !lease_expired(t, self.claim_lease));
             if !is_claim(v) || live {
                 return Ok(false);
             }
         }
-        let value = format!(
-            "{CLAIM_PREFIX}{}",
-            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        );
+        let value = format!("{CLAIM_PREFIX}{}", now_rfc3339());
         Ok(self.cluster.annotate(w, key, &value).await?)
     }
 
@@ -290,14 +288,6 @@ fn condition(w: &WorkloadState, type_: &str) -> ConditionSummary {
 
 fn is_claim(v: &str) -> bool {
     v.starts_with(CLAIM_PREFIX)
-}
-
-fn expired(ts: &str, lease: Duration) -> bool {
-    DateTime::parse_from_rfc3339(ts).map_or(true, |t| {
-        (Utc::now() - t.with_timezone(&Utc))
-            .to_std()
-            .is_ok_and(|age| age > lease)
-    })
 }
 
 fn meta(w: &WorkloadState, ann: &str, label: &str) -> String {
