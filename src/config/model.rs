@@ -129,12 +129,12 @@ pub struct TrainingConfig {
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
     /// Hard limit on the workload's run time (`activeDeadlineSeconds`), e.g. `6h`.
-    #[serde(default = "default_deadline", deserialize_with = "de_secs")]
+    #[serde(default = "default_deadline", deserialize_with = "de_deadline")]
     pub deadline: u64,
     #[serde(default = "default_backoff")]
     pub backoff_limit: i32,
     /// How long a finished workload is kept (`ttlSecondsAfterFinished`).
-    #[serde(default = "default_ttl", deserialize_with = "de_secs")]
+    #[serde(default = "default_ttl", deserialize_with = "de_ttl")]
     pub ttl_after_finished: u64,
     #[serde(default)]
     pub service_account: Option<String>,
@@ -145,7 +145,7 @@ pub struct TrainingConfig {
     #[serde(default = "default_runtime")]
     pub runtime: String,
     /// Pods Pending longer than this make the workload `TrainingJobStalled`.
-    #[serde(default, deserialize_with = "de_opt_secs")]
+    #[serde(default, deserialize_with = "de_stall_after")]
     pub stall_after: Option<u64>,
     #[serde(default)]
     pub local: Option<LocalRun>,
@@ -164,7 +164,7 @@ fn default_runtime() -> String {
     "torch-distributed".into()
 }
 
-/// Parses `90`, `90s`, `30m`, `6h`, `1d`.
+/// Parses `90`, `90s`, `30m`, `6h`, `1d` into seconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
@@ -174,9 +174,11 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         Some((i, 'd')) => (&t[..i], 86_400),
         _ => (t, 1),
     };
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
+    let n = num.trim().parse::<u64>().map_err(|_| {
         format!("duration {s:?} is not a whole number with an optional unit (s, m, h, d)")
-    })
+    })?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
 }
 
 #[derive(Deserialize)]
@@ -186,15 +188,54 @@ enum RawDuration {
     S(String),
 }
 
-fn de_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+/// A duration field; errors name the field, since the YAML error's position alone is easy to miss.
+fn de_secs<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<u64, D::Error> {
     match RawDuration::deserialize(d)? {
         RawDuration::N(n) => Ok(n),
-        RawDuration::S(s) => parse_duration(&s).map_err(serde::de::Error::custom),
+        RawDuration::S(s) => parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("training.{field}: {e}"))),
     }
 }
 
-fn de_opt_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    de_secs(d).map(Some)
+fn de_deadline<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    de_secs(d, "deadline")
+}
+
+fn de_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    de_secs(d, "ttl_after_finished")
+}
+
+fn de_stall_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_secs(d, "stall_after").map(Some)
+}
+
+impl TrainingConfig {
+    /// Ranges the Kubernetes fields these settings become can hold.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.deadline == 0 || i64::try_from(self.deadline).is_err() {
+            return Err(format!(
+                "training.deadline must be between 1 second and {} seconds, got {}",
+                i64::MAX,
+                self.deadline
+            ));
+        }
+        if i32::try_from(self.ttl_after_finished).is_err() {
+            return Err(format!(
+                "training.ttl_after_finished must be at most {} seconds (about 68 years), got {}",
+                i32::MAX,
+                self.ttl_after_finished
+            ));
+        }
+        if let Some(s) = self.stall_after
+            && i64::try_from(s).is_err()
+        {
+            return Err(format!(
+                "training.stall_after must be at most {} seconds, got {s}",
+                i64::MAX
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +248,10 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(90));
         assert_eq!(parse_duration("1d"), Ok(86_400));
         assert!(parse_duration("soon").is_err());
+        // 300000000000000 days overflows u64 seconds: an error, not a panic or a wrap.
+        assert_eq!(
+            parse_duration("300000000000000d"),
+            Err("duration \"300000000000000d\" is too large".into())
+        );
     }
 }
