@@ -417,3 +417,76 @@ async fn pending_pods_past_the_limit_stall_once() {
     w.stage().tick().await.expect("tick");
     assert_eq!(w.types(), ["TrainingJobStalled", "TrainingJobSucceeded"]);
 }
+
+/// Issue 7, defect 11: names are DNS-1035 labels of at most 63 characters for any (model,
+/// version), and distinct pairs never share a name.
+#[test]
+fn workload_names_are_valid_and_injective() {
+    use super::workload::{is_dns_label, workload_name};
+    // The readable form, kept for what data-arrival produces.
+    assert_eq!(
+        workload_name("fraud-detector", "9c1e4b7a2d3f5e60"),
+        "fraud-detector-9c1e4b7a2d3f5e60"
+    );
+    let long_model = "Fraud_Detection.With A Very Long Model Name That Goes On And On";
+    let cases: Vec<(String, String)> = vec![
+        ("fraud".into(), "v".repeat(61)),
+        ("fraud".into(), "v".repeat(62)),
+        ("fraud".into(), "v".repeat(80)),
+        ("fraud".into(), "1".repeat(62)),
+        ("fraud".into(), "---".into()),
+        ("fraud".into(), "+++".into()),
+        ("fraud".into(), "".into()),
+        ("fraud".into(), "V1".into()),
+        ("fraud".into(), "v1".into()),
+        ("fraud-v1".into(), "".into()),
+        ("fraud".into(), "v1-".into()),
+        ("7up".into(), "v1".into()),
+        ("".into(), "".into()),
+        ("---".into(), "9c1e4b7a2d3f5e60".into()),
+        (long_model.into(), "9c1e4b7a2d3f5e60".into()),
+        (long_model.to_lowercase(), "9c1e4b7a2d3f5e61".into()),
+        ("a".repeat(46), "9c1e4b7a2d3f5e60".into()),
+        ("a".repeat(47), "9c1e4b7a2d3f5e60".into()),
+        ("ünïcödé".into(), "9c1e4b7a2d3f5e60".into()),
+        ("fraud".into(), "9C1E4B7A2D3F5E60".into()),
+    ];
+    let mut seen = std::collections::HashMap::new();
+    for (model, version) in &cases {
+        let name = workload_name(model, version);
+        assert!(is_dns_label(&name), "{model:?}/{version:?} → {name:?}");
+        assert_eq!(name, workload_name(model, version), "stable");
+        if let Some(other) = seen.insert(name.clone(), (model, version)) {
+            panic!("{other:?} and {:?} both named {name}", (model, version));
+        }
+    }
+    // The model stays recognisable when the version is long (61 characters used to cut it to
+    // one letter).
+    assert!(workload_name("fraud", &"v".repeat(61)).starts_with("fraud-"));
+    assert!(workload_name(long_model, "9c1e4b7a2d3f5e60").starts_with("fraud-detection-with"));
+    // A pseudo-random sweep: 20k pairs built from a small alphabet that provokes collisions in
+    // any cleaning-only scheme.
+    let alphabet = ['a', 'A', '-', '_', '.', '1', ' '];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut names = std::collections::HashMap::new();
+    for _ in 0..20_000 {
+        let mut word = |max: u64| -> String {
+            let n = next() % max;
+            (0..n)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect()
+        };
+        let (model, version) = (word(8), word(8));
+        let name = workload_name(&model, &version);
+        assert!(is_dns_label(&name), "{model:?}/{version:?} → {name:?}");
+        if let Some(other) = names.insert(name.clone(), (model.clone(), version.clone())) {
+            assert_eq!(other, (model, version), "collision on {name}");
+        }
+    }
+}

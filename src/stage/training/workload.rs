@@ -79,8 +79,25 @@ pub struct InvalidSpec {
 }
 
 /// A DNS-1035 label (≤ 63 chars, `[a-z]([-a-z0-9]*[a-z0-9])?`) from the model name and dataset
-/// version, so a redelivered `DatasetReady` names the same workload.
+/// version, so a redelivered `DatasetReady` names the same workload, and distinct (model,
+/// version) pairs name distinct workloads.
+///
+/// The readable `<model>-<version>` is used when it is exact: the model is already a DNS label
+/// and the version is a dataset version as data-arrival makes them (16 hex digits), so the
+/// split is unambiguous. Anything else (upper case, other characters, long names, versions from
+/// elsewhere) becomes a cleaned, shortened prefix and 12 hex digits of a hash of both; its
+/// 13th-last character is a `-`, which a readable name never has there, so the two forms cannot
+/// collide either.
 pub fn workload_name(model: &str, version: &str) -> String {
+    const MAX: usize = 63;
+    const HASH: usize = 12;
+    let readable_version = version.len() == 16
+        && version
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if is_dns_label(model) && readable_version && model.len() + 1 + version.len() <= MAX {
+        return format!("{model}-{version}");
+    }
     let clean = |s: &str| -> String {
         let mut out = String::new();
         for c in s.chars().map(|c| c.to_ascii_lowercase()) {
@@ -91,19 +108,30 @@ pub fn workload_name(model: &str, version: &str) -> String {
         }
         out.trim_matches('-').to_owned()
     };
-    let version = clean(version);
-    let mut model = clean(model);
-    if !model.starts_with(|c: char| c.is_ascii_lowercase()) {
-        model = format!("m-{model}");
+    let mut prefix = clean(&format!("{model}-{version}"));
+    if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
+        prefix.insert_str(0, "m-");
     }
-    let room = 63usize.saturating_sub(version.len() + 1);
-    model.truncate(room);
-    let model = model.trim_end_matches('-');
-    if version.is_empty() {
-        model.to_owned()
-    } else {
-        format!("{model}-{version}")
-    }
+    prefix.truncate(MAX - 1 - HASH);
+    let prefix = prefix.trim_end_matches('-');
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(model.as_bytes());
+    h.update([0u8]);
+    h.update(version.as_bytes());
+    let digest = hex::encode(h.finalize());
+    format!("{prefix}-{}", &digest[..HASH])
+}
+
+/// `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// A label value: ≤ 63 chars of `[A-Za-z0-9._-]`, alphanumeric at both ends.
