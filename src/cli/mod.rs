@@ -30,13 +30,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Clean, deduplicate and split a local file exactly as the data-arrival function does.
+    ///
+    /// Writes train.<ext>, test.<ext> and manifest.json into --output and prints the manifest.
+    /// They appear together or not at all: a rejected file leaves --output as it was.
+    /// Exit status 1 with the reason when the file is rejected.
     Prepare {
+        /// The pipeline configuration (YAML), e.g. samples/pipeline.yaml.
         #[arg(long)]
         config: PathBuf,
+        /// The dataset under `datasets:` in the config whose settings apply (format, columns,
+        /// null markers, test fraction, delimiter).
         #[arg(long)]
         dataset: String,
+        /// The CSV or Parquet file to prepare (a regular file: it is read twice).
         #[arg(long)]
         input: PathBuf,
+        /// Directory for the outputs; created if missing. Must not hold the input as an output.
         #[arg(long)]
         output: PathBuf,
     },
@@ -116,6 +125,18 @@ struct LedgerArgs {
     prefix: String,
 }
 
+/// Writes to standard output. A reader that went away (`| head`, `| true`) ends the command
+/// quietly; any other failure (a full disk) is an error that says so.
+pub fn stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
 /// Runs the CLI; the process exit code is 1 on error.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -141,8 +162,7 @@ pub async fn main() -> anyhow::Result<()> {
                     ledger.prefix
                 );
             }
-            print!("{}", timeline::render(&run_id, &entries));
-            Ok(())
+            stdout(&timeline::render(&run_id, &entries))
         }
         Command::Runs { limit, ledger } => {
             let store = S3Store::new(aws::s3_client(&aws::load().await));
@@ -151,10 +171,13 @@ pub async fn main() -> anyhow::Result<()> {
                 bucket: &ledger.bucket,
                 prefix: &ledger.prefix,
             };
-            for r in l.recent(limit).await? {
-                println!("{}  {}  {}", r.time, r.run_id, r.last_event);
-            }
-            Ok(())
+            let text: String = l
+                .recent(limit)
+                .await?
+                .iter()
+                .map(|r| format!("{}  {}  {}\n", r.time, r.run_id, r.last_event))
+                .collect();
+            stdout(&text)
         }
         Command::Schemas { dir, check } => {
             let stale = crate::event::write_schemas(&dir, check)?;
@@ -172,13 +195,9 @@ pub async fn main() -> anyhow::Result<()> {
                     namespace,
                     mlflow_uri,
                 },
-        } => {
-            print!(
-                "{}",
-                render::training(&config, &event, cluster, namespace, mlflow_uri)?
-            );
-            Ok(())
-        }
+        } => stdout(&render::training(
+            &config, &event, cluster, namespace, mlflow_uri,
+        )?),
         Command::Dev {
             command: DevCommand::Demo { data },
         } => dev::demo::run(data.as_deref()).await,

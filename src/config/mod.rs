@@ -228,9 +228,15 @@ impl PipelineConfig {
                     d.test_fraction
                 ));
             }
-            if !d.delimiter.is_ascii() {
+            if !d.delimiter.is_ascii() || (d.delimiter.is_ascii_control() && d.delimiter != '\t') {
                 return Err(format!(
-                    "dataset {name}: delimiter must be one ASCII character"
+                    "dataset {name}: delimiter must be one printable ASCII character or a tab, got {:?}",
+                    d.delimiter
+                ));
+            }
+            if d.delimiter == '"' {
+                return Err(format!(
+                    "dataset {name}: the delimiter cannot be the quote character '\"'"
                 ));
             }
             if let Some(other) = self
@@ -242,6 +248,11 @@ impl PipelineConfig {
                     "datasets {name} and {} share the prefix {:?}",
                     other.0, d.prefix
                 ));
+            }
+        }
+        for (name, m) in &self.models {
+            if let Some(t) = &m.training {
+                t.validate().map_err(|e| format!("model {name}: {e}"))?;
             }
         }
         Ok(())
@@ -313,6 +324,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             })
     }
 
+    /// An optional size in MiB, returned in bytes.
+    pub fn mebibytes(&self, name: &str) -> Result<Option<usize>, ConfigError> {
+        let Some(raw) = (self.lookup)(name).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        raw.trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|m| m.checked_mul(1 << 20))
+            .map(Some)
+            .ok_or(ConfigError::BadEnv {
+                name: name.to_owned(),
+                value: raw,
+                message: "expected a whole number of MiB".into(),
+            })
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.missing.is_empty() {
             Ok(())
@@ -334,6 +362,10 @@ pub struct DataArrivalSettings {
     /// How long a claim on an object protects it from a concurrent duplicate; longer than the
     /// function timeout, so a live invocation is never overtaken.
     pub claim_lease: Duration,
+    /// Memory the duplicate table may use: half the function's memory
+    /// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, set by Lambda), the rest being the runtime, the
+    /// record buffers and the SDK. Unbounded outside Lambda.
+    pub table_memory: Option<usize>,
 }
 
 impl DataArrivalSettings {
@@ -349,6 +381,9 @@ impl DataArrivalSettings {
             state_prefix: env.optional("STATE_PREFIX", "state/"),
             work_dir: env.optional("WORK_DIR", "/tmp").into(),
             claim_lease: env.seconds("CLAIM_LEASE_SECONDS", 960)?,
+            table_memory: env
+                .mebibytes("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")?
+                .map(|m| m / 2),
         };
         env.finish()?;
         Ok(s)

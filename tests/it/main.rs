@@ -2,8 +2,10 @@
 //! and EventBridge; pandas for the cleaning reference), plus checks over every file in events/.
 
 mod apiserver;
+mod cli;
 mod events;
 mod harness;
+mod pandas_diff;
 mod pandas_parity;
 mod pipeline;
 mod training;

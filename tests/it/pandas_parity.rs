@@ -6,9 +6,31 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use mlops::config::PipelineConfig;
-use mlops::stage::prepare::{PrepareError, prepare_file};
+use mlops::stage::prepare::{Limits, PrepareError, Prepared, prepare_file};
 
 use crate::harness::{root, venv_python};
+
+/// (input, dropped nulls, dropped duplicates, kept) of a preparation.
+pub(crate) fn counts(p: &Prepared) -> (u64, u64, u64, u64) {
+    (
+        p.counts.input,
+        p.counts.dropped_nulls,
+        p.counts.dropped_duplicates,
+        p.counts.train + p.counts.test,
+    )
+}
+
+/// The same four counts from the reference script's JSON (`u64::MAX` where one is missing, so
+/// a malformed reference never matches).
+pub(crate) fn pandas_counts(want: &serde_json::Value) -> (u64, u64, u64, u64) {
+    let n = |k: &str| want[k].as_u64().unwrap_or(u64::MAX);
+    (
+        n("input"),
+        n("dropped_nulls"),
+        n("dropped_duplicates"),
+        n("kept"),
+    )
+}
 
 fn parity_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -59,22 +81,12 @@ fn kept_rows_match_pandas() {
     let mut mismatches = Vec::new();
     for (file, want) in files.iter().zip(&reference) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = prepare_file(&cfg, file, dir.path()).unwrap_or_else(|e| match e {
-            PrepareError::Rejected(r) => panic!("{} rejected: {}", file.display(), r.message),
-            other => panic!("{}: {other}", file.display()),
-        });
-        let got = (
-            p.counts.input,
-            p.counts.dropped_nulls,
-            p.counts.dropped_duplicates,
-            p.counts.train + p.counts.test,
-        );
-        let exp = (
-            want["input"].as_u64().unwrap_or(u64::MAX),
-            want["dropped_nulls"].as_u64().unwrap_or(u64::MAX),
-            want["dropped_duplicates"].as_u64().unwrap_or(u64::MAX),
-            want["kept"].as_u64().unwrap_or(u64::MAX),
-        );
+        let p =
+            prepare_file(&cfg, file, dir.path(), &Limits::default()).unwrap_or_else(|e| match e {
+                PrepareError::Rejected(r) => panic!("{} rejected: {}", file.display(), r.message),
+                other => panic!("{}: {other}", file.display()),
+            });
+        let (got, exp) = (counts(&p), pandas_counts(want));
         if got != exp {
             mismatches.push(format!(
                 "{}: mlops {got:?} vs pandas {exp:?} (input, nulls, duplicates, kept)",
@@ -97,7 +109,7 @@ fn pandas_rejects_what_we_reject() {
     assert!(!out.status.success(), "pandas accepted {}", file.display());
     let cfg = any_csv();
     let dir = tempfile::tempdir().expect("tempdir");
-    match prepare_file(&cfg, &file, dir.path()) {
+    match prepare_file(&cfg, &file, dir.path(), &Limits::default()) {
         Err(PrepareError::Rejected(r)) => assert_eq!(
             (r.code.as_str(), r.line),
             ("unreadable", Some(3)),

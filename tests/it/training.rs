@@ -267,23 +267,6 @@ fn every_rendered_manifest_validates_for_1_30_and_1_37() {
 }
 
 #[test]
-fn long_names_stay_valid() {
-    let name = mlops::stage::training::workload_name(
-        "Fraud_Detection.With A Very Long Model Name That Goes On And On",
-        "9c1e4b7a2d3f5e60",
-    );
-    assert!(
-        name.len() <= 63 && name.ends_with("-9c1e4b7a2d3f5e60"),
-        "{name}"
-    );
-    assert!(name.starts_with("fraud-detection-with-a-very-long"));
-    assert_eq!(
-        mlops::stage::training::workload_name("7up", "v1"),
-        "m-7up-v1"
-    );
-}
-
-#[test]
 fn eks_token_is_a_presigned_get_caller_identity() {
     use aws_credential_types::Credentials;
     use base64::Engine;
@@ -443,6 +426,7 @@ async fn local_executor_trains_the_sample_into_mlflow() {
         &p.datasets["transactions"],
         &root().join("samples/data/transactions.csv"),
         &dir.path().join("data"),
+        &Default::default(),
     )
     .expect("prepare");
     let mut ready = sample_ready();

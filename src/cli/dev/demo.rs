@@ -122,6 +122,7 @@ impl DevFunctions {
                     state_prefix: "state/".into(),
                     work_dir: work_dir.to_owned(),
                     claim_lease: Duration::from_secs(60),
+                    limits: Default::default(),
                 },
                 store: store.clone(),
                 bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus),
@@ -150,6 +151,11 @@ impl DevFunctions {
     }
 }
 
+/// One line of the demo's narration on standard output.
+fn say(line: String) -> anyhow::Result<()> {
+    crate::cli::stdout(&(line + "\n"))
+}
+
 pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     let moto_bin = find_moto(None);
     let root = moto_bin
@@ -157,10 +163,10 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         .nth(3)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| ".".into());
-    println!(
+    say(format!(
         "starting moto and MLflow ({})",
         moto_bin.parent().unwrap_or(&moto_bin).display()
-    );
+    ))?;
     let moto = Moto::start(&moto_bin)?;
     let work = tempfile::tempdir()?;
     let mlflow = Mlflow::start(&find_mlflow(&moto_bin), &work.path().join("mlflow")).await?;
@@ -172,7 +178,7 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         visibility_timeout_secs: 2,
     };
     let stack = provision(&sdk, &spec, &routes).await?;
-    println!(
+    say(format!(
         "provisioned on {}: buckets {} and {}, bus {}, rules {}, queues+DLQs for {}; MLflow at {}",
         moto.endpoint,
         stack.data_bucket,
@@ -186,7 +192,7 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
             .join(", "),
         stack.queues.keys().cloned().collect::<Vec<_>>().join(", "),
         mlflow.endpoint,
-    );
+    ))?;
     let pipeline = PipelineConfig::from_yaml(SAMPLE_PIPELINE, "samples/pipeline.yaml")?;
     let functions = DevFunctions::new(&sdk, &stack, pipeline.clone(), work.path());
     let logs = work.path().join("training-logs");
@@ -216,10 +222,10 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         .send()
         .await
         .context("uploading the sample dataset")?;
-    println!(
+    say(format!(
         "uploaded s3://{}/{key}; training locally (the local executor stands in for EKS)",
         stack.data_bucket
-    );
+    ))?;
 
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let store = S3Store::new(aws::s3_client(&sdk));
@@ -245,16 +251,12 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
                     | "TrainingJobFailed"
                     | "TrainingJobStalled"
             ) {
-                println!();
-                print!("{}", timeline::render(&run_id, &entries));
+                crate::cli::stdout(&format!("\n{}", timeline::render(&run_id, &entries)))?;
                 return match last.as_str() {
-                    "TrainingJobSucceeded" => {
-                        println!(
-                            "\nmodel registered in MLflow at {} (the server stops with the demo)",
-                            mlflow.endpoint
-                        );
-                        Ok(())
-                    }
+                    "TrainingJobSucceeded" => say(format!(
+                        "\nmodel registered in MLflow at {} (the server stops with the demo)",
+                        mlflow.endpoint
+                    )),
                     other => bail!(
                         "the run ended in {other}; trainer logs in {}",
                         logs.display()

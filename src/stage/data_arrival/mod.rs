@@ -34,6 +34,7 @@ pub struct Settings {
     pub state_prefix: String,
     pub work_dir: PathBuf,
     pub claim_lease: Duration,
+    pub limits: prepare::Limits,
 }
 
 impl From<&crate::config::DataArrivalSettings> for Settings {
@@ -44,6 +45,10 @@ impl From<&crate::config::DataArrivalSettings> for Settings {
             state_prefix: s.state_prefix.clone(),
             work_dir: s.work_dir.clone(),
             claim_lease: s.claim_lease,
+            limits: prepare::Limits {
+                max_table_bytes: s.table_memory,
+                ..Default::default()
+            },
         }
     }
 }
@@ -282,8 +287,9 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
         }
         let out_dir = work.path().join("out");
         let cfg_owned = cfg.clone();
+        let limits = self.settings.limits.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare::prepare_file(&cfg_owned, &input, &out_dir)
+            prepare::prepare_file(&cfg_owned, &input, &out_dir, &limits)
         })
         .await
         .map_err(DataArrivalError::Task)?;

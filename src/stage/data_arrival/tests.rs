@@ -38,6 +38,7 @@ impl Fixture {
                 state_prefix: "state/".into(),
                 work_dir: dir.path().to_owned(),
                 claim_lease: Duration::from_secs(60),
+                limits: Default::default(),
             },
             store: MemoryStore::default(),
             bus: MemoryBus::default(),

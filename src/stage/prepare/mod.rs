@@ -3,12 +3,14 @@
 //! Cleans a CSV or Parquet file as the seed's pandas step does (`read_csv(...).dropna()
 //! .drop_duplicates()`), splits the survivors into train and test by a hash of the row, and writes
 //! both in the input's format. Files are streamed from local disk, so memory grows only with the
-//! duplicate-detection set (a 16-byte hash per distinct row, in a table at most 3/4 full), never
-//! with the file.
+//! duplicate-detection set (a 16-byte hash per distinct row, in a table at most 3/4 full, within
+//! [`Limits::max_table_bytes`]) and one record at a time (within [`Limits::max_record_bytes`]),
+//! never with the file.
 
 mod csv;
 mod parquet;
 mod rowkey;
+mod sniff;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{DatasetConfig, Format};
 use crate::event::{Counts, Reason, SourceObject};
 
-pub use rowkey::{RowKey, Splitter, Verdict};
+pub use rowkey::{RowKey, Splitter, TableFull, Verdict};
 
 /// Why a file cannot become a dataset (permanent), or a local I/O failure (transient).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,36 @@ impl PrepareError {
             source,
         }
     }
+}
+
+/// Bounds on what one preparation may hold in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest CSV record, in bytes: an unterminated quote or a binary file stops here
+    /// instead of pulling the rest of the file into memory.
+    pub max_record_bytes: usize,
+    /// Memory the duplicate table may take (`None`: whatever the allocator grants). The Lambda
+    /// sets it from its memory size, so a file with too many distinct rows is rejected rather
+    /// than killed for running out of memory.
+    pub max_table_bytes: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: 64 << 20,
+            max_table_bytes: None,
+        }
+    }
+}
+
+pub(crate) fn table_full(e: TableFull) -> PrepareError {
+    PrepareError::reject(
+        "too_many_rows",
+        format!("{e}; give the function more memory or split the file"),
+        None,
+        None,
+    )
 }
 
 /// One column of the prepared data and the type it was read as.
@@ -134,20 +166,30 @@ pub fn output_names(format: Format) -> (String, String) {
     (format!("train.{ext}"), format!("test.{ext}"))
 }
 
-/// Prepares `input` into `out_dir/train.<ext>` and `out_dir/test.<ext>`.
+/// Prepares `input` into `out_dir/train.<ext>` and `out_dir/test.<ext>`. The outputs are written
+/// under temporary names and renamed into place only when the whole file was prepared, so a
+/// rejected or failed file leaves `out_dir` as it was; an input that is one of the outputs is
+/// refused.
 pub fn prepare_file(
     cfg: &DatasetConfig,
     input: &Path,
     out_dir: &Path,
+    limits: &Limits,
 ) -> Result<Prepared, PrepareError> {
-    std::fs::create_dir_all(out_dir).map_err(PrepareError::io(out_dir))?;
-    let (train_name, test_name) = output_names(cfg.format);
-    let train = out_dir.join(train_name);
-    let test = out_dir.join(test_name);
-    let size = std::fs::metadata(input)
-        .map_err(PrepareError::io(input))?
-        .len();
-    if size == 0 {
+    let meta = std::fs::metadata(input).map_err(PrepareError::io(input))?;
+    if !meta.is_file() {
+        return Err(PrepareError::reject(
+            "not_a_file",
+            format!(
+                "{} is {}, not a regular file; preparation reads the file twice, so it needs one",
+                input.display(),
+                sniff::file_kind(&meta)
+            ),
+            None,
+            None,
+        ));
+    }
+    if meta.len() == 0 {
         return Err(PrepareError::reject(
             "empty_file",
             "the file is empty".into(),
@@ -155,9 +197,35 @@ pub fn prepare_file(
             None,
         ));
     }
+    sniff::check_format(cfg.format, input)?;
+    std::fs::create_dir_all(out_dir).map_err(PrepareError::io(out_dir))?;
+    let (train_name, test_name) = output_names(cfg.format);
+    let train = out_dir.join(train_name);
+    let test = out_dir.join(test_name);
+    for out in [&train, &test] {
+        if sniff::same_file(input, out) {
+            return Err(PrepareError::reject(
+                "input_is_output",
+                format!(
+                    "the input {} is also an output of this preparation",
+                    input.display()
+                ),
+                None,
+                None,
+            ));
+        }
+    }
+    let temp = |name: &str| {
+        tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(out_dir)
+            .map_err(PrepareError::io(out_dir))
+    };
+    let (train_tmp, test_tmp) = (temp("train")?, temp("test")?);
     let out = match cfg.format {
-        Format::Csv => csv::prepare(cfg, input, &train, &test)?,
-        Format::Parquet => parquet::prepare(cfg, input, &train, &test)?,
+        Format::Csv => csv::prepare(cfg, input, train_tmp.path(), test_tmp.path(), limits)?,
+        Format::Parquet => parquet::prepare(cfg, input, train_tmp.path(), test_tmp.path(), limits)?,
     };
     if out.counts.train + out.counts.test == 0 {
         return Err(PrepareError::reject(
@@ -169,6 +237,12 @@ pub fn prepare_file(
             None,
             None,
         ));
+    }
+    for (tmp, path) in [(train_tmp, &train), (test_tmp, &test)] {
+        tmp.persist(path).map_err(|e| PrepareError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
     }
     let version = dataset_version(cfg, &out.content_sha256);
     Ok(Prepared {
@@ -243,3 +317,6 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, PrepareError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

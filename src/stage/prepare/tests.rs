@@ -9,7 +9,7 @@ use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use super::*;
 use crate::config::{ColumnType, NullMarkers, PipelineConfig};
 
-fn cfg(format: Format, columns: &[(&str, ColumnType)]) -> DatasetConfig {
+pub(super) fn cfg(format: Format, columns: &[(&str, ColumnType)]) -> DatasetConfig {
     let mut c = PipelineConfig::from_yaml(
         &format!(
             "datasets:\n  d:\n    prefix: in/\n    format: {}\n",
@@ -25,22 +25,25 @@ fn cfg(format: Format, columns: &[(&str, ColumnType)]) -> DatasetConfig {
     c
 }
 
-fn run(c: &DatasetConfig, body: &[u8]) -> (Result<Prepared, PrepareError>, tempfile::TempDir) {
+pub(super) fn run(
+    c: &DatasetConfig,
+    body: &[u8],
+) -> (Result<Prepared, PrepareError>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input");
     std::fs::write(&input, body).expect("write");
-    let out = prepare_file(c, &input, &dir.path().join("out"));
+    let out = prepare_file(c, &input, &dir.path().join("out"), &Limits::default());
     (out, dir)
 }
 
-fn rows(path: &Path) -> Vec<Vec<String>> {
+pub(super) fn rows(path: &Path) -> Vec<Vec<String>> {
     let mut r = ::csv::Reader::from_path(path).expect("open");
     r.records()
         .map(|x| x.expect("record").iter().map(str::to_owned).collect())
         .collect()
 }
 
-fn rejected(res: Result<Prepared, PrepareError>) -> Reason {
+pub(super) fn rejected(res: Result<Prepared, PrepareError>) -> Reason {
     match res {
         Err(PrepareError::Rejected(r)) => r,
         other => panic!("expected a rejection, got {other:?}"),
@@ -99,7 +102,7 @@ fn cleans_like_pandas() {
             .iter()
             .map(|c| c.dtype.as_str())
             .collect::<Vec<_>>(),
-        ["int64", "float64", "object"]
+        ["int64", "float64", "str"]
     );
 }
 
@@ -237,7 +240,7 @@ fn rejects_unreadable_csv() {
     assert_eq!(r.code, "duplicate_column");
 }
 
-fn parquet_bytes(batch: &RecordBatch) -> Vec<u8> {
+pub(super) fn parquet_bytes(batch: &RecordBatch) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), None).expect("writer");
     w.write(batch).expect("write");
@@ -322,7 +325,8 @@ fn parquet_rejections() {
         ("missing_column", Some("price"))
     );
     let r = rejected(run(&c, b"this is not parquet at all").0);
-    assert_eq!(r.code, "unreadable");
+    assert_eq!(r.code, "wrong_format");
+    assert!(r.message.contains("not Parquet"), "{}", r.message);
 }
 
 #[test]
@@ -396,7 +400,7 @@ fn wrong_type_guesses_are_redone_exactly() {
     let p = res.expect("text");
     assert_eq!(
         (p.counts.dropped_duplicates, p.schema[0].dtype.as_str()),
-        (0, "object")
+        (0, "str")
     );
     let (res, _d) = run(&cfg(Format::Csv, &[]), b"a\nTrue\ntrue\n");
     assert_eq!(res.expect("bools").counts.dropped_duplicates, 1);
