@@ -313,7 +313,8 @@ pub struct Check {
     pub value: Option<f64>,
     /// The bound, e.g. `>= 0.90` or `<= champion - 0.01`.
     pub bound: String,
-    /// `pass`, `fail` or `missing`.
+    /// `pass`, `fail`, `missing` (a failure: the metric or manifest is absent) or `skipped`
+    /// (does not apply, e.g. the champion lacks the metric).
     pub verdict: String,
 }
 

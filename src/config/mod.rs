@@ -9,7 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod model;
 pub use model::{
-    LocalRun, ModelConfig, Resources, Toleration, TrainingConfig, WorkloadKind, parse_duration,
+    Bound, DatasetChecks, LocalRun, ModelConfig, Resources, Toleration, TrainingConfig,
+    ValidationConfig, WorkloadKind, parse_duration,
 };
 
 /// The null markers pandas' `read_csv` recognises by default (`pandas._libs.parsers.STR_NA_VALUES`).
@@ -253,6 +254,9 @@ impl PipelineConfig {
         for (name, m) in &self.models {
             if let Some(t) = &m.training {
                 t.validate().map_err(|e| format!("model {name}: {e}"))?;
+            }
+            if let Some(v) = &m.validation {
+                v.validate().map_err(|e| format!("model {name}: {e}"))?;
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! Per-model settings: how a model is trained (workload kind, image, resources, scheduling).
-//! Validation and serving settings belong to later stages and are kept as raw values for now.
+//! Per-model settings: how a model is trained (workload kind, image, resources, scheduling) and
+//! the validation gate a new version must pass. Serving settings belong to a later stage and are
+//! kept as a raw value for now.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub training: Option<TrainingConfig>,
     #[serde(default)]
-    pub validation: Option<serde_json::Value>,
+    pub validation: Option<ValidationConfig>,
     #[serde(default)]
     pub serving: Option<serde_json::Value>,
 }
@@ -253,5 +254,93 @@ mod tests {
             parse_duration("300000000000000d"),
             Err("duration \"300000000000000d\" is too large".into())
         );
+    }
+}
+
+/// The gate a new model version must pass to become the `challenger`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Per-metric bounds: `{roc_auc: {min: 0.8}, latency_ms: {max: 50}}`. A thresholded metric
+    /// must be present and finite.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, Bound>,
+    /// Metrics that must be present and finite, with no bound.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Largest allowed regression against the `champion` version, in the metric's units:
+    /// `{roc_auc: 0.01}`. Higher is better unless the metric is listed in `lower_is_better`
+    /// (or its threshold has only a `max`). Skipped when there is no champion.
+    #[serde(default)]
+    pub max_regression: BTreeMap<String, f64>,
+    /// Metrics where a smaller value is better (losses, error rates, latency).
+    #[serde(default)]
+    pub lower_is_better: Vec<String>,
+    /// Checks on the dataset manifest the version's run names (`DATASET_VERSION`).
+    #[serde(default)]
+    pub dataset: Option<DatasetChecks>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bound {
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetChecks {
+    #[serde(default)]
+    pub min_train_rows: Option<u64>,
+    #[serde(default)]
+    pub min_test_rows: Option<u64>,
+}
+
+impl ValidationConfig {
+    /// Whether a smaller value of `metric` is better.
+    pub fn lower_is_better(&self, metric: &str) -> bool {
+        self.lower_is_better.iter().any(|m| m == metric)
+            || self
+                .thresholds
+                .get(metric)
+                .is_some_and(|b| b.max.is_some() && b.min.is_none())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (metric, b) in &self.thresholds {
+            let at = format!("validation.thresholds.{metric}");
+            if b.min.is_none() && b.max.is_none() {
+                return Err(format!("{at}: give min, max or both"));
+            }
+            for v in [b.min, b.max].into_iter().flatten() {
+                if !v.is_finite() {
+                    return Err(format!("{at}: bounds must be finite numbers, got {v}"));
+                }
+            }
+            if let (Some(lo), Some(hi)) = (b.min, b.max)
+                && lo > hi
+            {
+                return Err(format!("{at}: min {lo} is above max {hi}"));
+            }
+        }
+        for (metric, r) in &self.max_regression {
+            if !r.is_finite() || *r < 0.0 {
+                return Err(format!(
+                    "validation.max_regression.{metric}: must be a finite number >= 0, got {r}"
+                ));
+            }
+        }
+        for (list, name) in [
+            (&self.required, "required"),
+            (&self.lower_is_better, "lower_is_better"),
+        ] {
+            if let Some(m) = list.iter().find(|m| m.is_empty()) {
+                return Err(format!("validation.{name}: an empty metric name {m:?}"));
+            }
+        }
+        Ok(())
     }
 }

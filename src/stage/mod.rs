@@ -4,6 +4,7 @@
 pub mod data_arrival;
 pub mod ledger;
 pub mod prepare;
+pub mod registry;
 pub mod training;
 
 /// Now, as claims and markers record it (RFC 3339, milliseconds, UTC).

@@ -128,6 +128,42 @@ fn inbound_samples_parse() {
                     serde_json::from_str(&body).expect("body is an EventBridge event");
                 let _: S3ObjectDetail = serde_json::from_value(env.detail).expect("S3 detail");
             }
+        } else if let Some(kind) = name
+            .strip_prefix("mlflow-")
+            .and_then(|n| n.strip_suffix(".json"))
+        {
+            // Real deliveries captured from MLflow: they verify with the fixture secret at
+            // their own timestamp, and parse into what their entity.action says.
+            use mlops::stage::registry::webhook::{Headers, Limits, Payload, parse, verify};
+            let header = |h: &str| v["headers"][h].as_str();
+            let body = v["body"].as_str().expect("body").as_bytes();
+            let h = Headers {
+                delivery_id: header("X-MLflow-Delivery-Id"),
+                timestamp: header("X-MLflow-Timestamp"),
+                signature: header("X-MLflow-Signature"),
+            };
+            let at: i64 = h.timestamp.expect("timestamp").parse().expect("seconds");
+            verify(&[b"fixture-secret"], &h, body, at, &Limits::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let p = parse(body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let ok = match kind {
+                "model_version.created" => matches!(p, Payload::VersionCreated { .. }),
+                "model_version_tag.set" => matches!(p, Payload::TagSet { .. }),
+                "model_version_alias.created" => {
+                    matches!(
+                        p,
+                        Payload::AliasChanged {
+                            version: Some(_),
+                            ..
+                        }
+                    )
+                }
+                "model_version_alias.deleted" => {
+                    matches!(p, Payload::AliasChanged { version: None, .. })
+                }
+                _ => false,
+            };
+            assert!(ok, "{name} parsed as {p:?}");
         } else {
             panic!("unexpected inbound sample {name}");
         }

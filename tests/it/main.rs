@@ -8,4 +8,5 @@ mod harness;
 mod pandas_diff;
 mod pandas_parity;
 mod pipeline;
+mod registry;
 mod training;
