@@ -2,6 +2,7 @@
 //! states its least privilege, like its IAM policy. Real adapters and in-memory fakes live in
 //! [`crate::adapter`].
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 
@@ -289,4 +290,67 @@ impl<T: Cluster> Cluster for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<PendingPod>, ClusterError>> + Send {
         (**self).pending_pods(w)
     }
+}
+
+/// Registration status of a model version (`ModelVersionStatus` in MLflow's protos).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionStatus {
+    Ready,
+    Pending,
+    Failed(String),
+}
+
+/// A model version as the registry describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelVersion {
+    pub model: String,
+    pub version: String,
+    pub status: VersionStatus,
+    pub source: String,
+    /// The MLflow run it was registered from, if any.
+    pub mlflow_run_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub aliases: Vec<String>,
+}
+
+/// What an MLflow run recorded: the latest value of each metric, params and tags. A metric
+/// logged as NaN or ±inf keeps that value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRecord {
+    pub metrics: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The model registry as the validation gate uses it: read versions, runs and aliases; write a
+/// version's tags and move an alias.
+pub trait ModelRegistry: Send + Sync {
+    fn version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Option<ModelVersion>, RegistryError>> + Send;
+    fn run(
+        &self,
+        mlflow_run_id: &str,
+    ) -> impl Future<Output = Result<Option<RunRecord>, RegistryError>> + Send;
+    /// The version behind `alias`, if the alias exists.
+    fn alias(
+        &self,
+        model: &str,
+        alias: &str,
+    ) -> impl Future<Output = Result<Option<String>, RegistryError>> + Send;
+    fn set_version_tag(
+        &self,
+        model: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+    fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 }

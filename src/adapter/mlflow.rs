@@ -3,11 +3,14 @@
 //! trainer did not. Auth as MLflow clients send it: Basic from `MLFLOW_TRACKING_USERNAME` and
 //! `MLFLOW_TRACKING_PASSWORD`, else Bearer from `MLFLOW_TRACKING_TOKEN`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::port::{Registry, RegistryError, TrackedRun};
+use crate::port::{
+    ModelRegistry, ModelVersion, Registry, RegistryError, RunRecord, TrackedRun, VersionStatus,
+};
 
 #[derive(Clone)]
 pub struct MlflowRegistry {
@@ -231,5 +234,208 @@ impl Registry for MlflowRegistry {
             .as_str()
             .unwrap_or_default()
             .to_owned())
+    }
+}
+
+/// A metric value as MLflow's REST API returns it: a number, or the string `"NaN"` (JSON has
+/// no NaN). MLflow stores ±inf as ±`f64::MAX` (measured with MLflow 3.17 on sqlite), so those
+/// read back as ±inf: a diverged metric must not pass a threshold.
+fn metric_value(v: &Value) -> Option<f64> {
+    let x = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => match s.as_str() {
+            "NaN" | "nan" => f64::NAN,
+            "Infinity" | "inf" => f64::INFINITY,
+            "-Infinity" | "-inf" => f64::NEG_INFINITY,
+            other => other.parse().ok()?,
+        },
+        _ => return None,
+    };
+    Some(if x == f64::MAX {
+        f64::INFINITY
+    } else if x == f64::MIN {
+        f64::NEG_INFINITY
+    } else {
+        x
+    })
+}
+
+fn key_values(v: &Value) -> BTreeMap<String, String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some((
+                        t["key"].as_str()?.to_owned(),
+                        t["value"].as_str().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn not_found(body: &Value) -> bool {
+    body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+}
+
+impl MlflowRegistry {
+    /// GET that maps RESOURCE_DOES_NOT_EXIST to `None`.
+    async fn get_opt(
+        &self,
+        op: &'static str,
+        query: &[(&str, &str)],
+    ) -> Result<Option<Value>, RegistryError> {
+        match self.call(op, self.get(op).query(query)).await? {
+            (200, body) => Ok(Some(body)),
+            (_, body) if not_found(&body) => Ok(None),
+            (status, body) => Err(RegistryError::Api {
+                op,
+                status,
+                message: error_message(&body),
+            }),
+        }
+    }
+}
+
+impl ModelRegistry for MlflowRegistry {
+    async fn version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<ModelVersion>, RegistryError> {
+        let Some(body) = self
+            .get_opt(
+                "model-versions/get",
+                &[("name", model), ("version", version)],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mv = &body["model_version"];
+        let status = match mv["status"].as_str().unwrap_or("READY") {
+            "PENDING_REGISTRATION" => VersionStatus::Pending,
+            "FAILED_REGISTRATION" => VersionStatus::Failed(
+                mv["status_message"]
+                    .as_str()
+                    .unwrap_or("registration failed")
+                    .to_owned(),
+            ),
+            _ => VersionStatus::Ready,
+        };
+        Ok(Some(ModelVersion {
+            model: model.to_owned(),
+            version: version.to_owned(),
+            status,
+            source: mv["source"].as_str().unwrap_or_default().to_owned(),
+            mlflow_run_id: mv["run_id"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+            tags: key_values(&mv["tags"]),
+            aliases: mv["aliases"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn run(&self, mlflow_run_id: &str) -> Result<Option<RunRecord>, RegistryError> {
+        let Some(body) = self
+            .get_opt("runs/get", &[("run_id", mlflow_run_id)])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let data = &body["run"]["data"];
+        let metrics = data["metrics"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| {
+                        Some((m["key"].as_str()?.to_owned(), metric_value(&m["value"])?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(RunRecord {
+            metrics,
+            params: key_values(&data["params"]),
+            tags: key_values(&data["tags"]),
+        }))
+    }
+
+    async fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, RegistryError> {
+        const OP: &str = "registered-models/alias";
+        let req = self.get(OP).query(&[("name", model), ("alias", alias)]);
+        match self.call(OP, req).await? {
+            (200, b) => Ok(b["model_version"]["version"].as_str().map(str::to_owned)),
+            // A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias of an existing model
+            // is INVALID_PARAMETER_VALUE "Registered model alias <a> not found." (MLflow 3.17).
+            (_, b) if not_found(&b) => Ok(None),
+            (400, b)
+                if b["error_code"] == "INVALID_PARAMETER_VALUE"
+                    && b["message"].as_str().is_some_and(|m| m.contains("not found")) =>
+            {
+                Ok(None)
+            }
+            (status, b) => Err(RegistryError::Api {
+                op: OP,
+                status,
+                message: error_message(&b),
+            }),
+        }
+    }
+
+    async fn set_version_tag(
+        &self,
+        model: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), RegistryError> {
+        let body = json!({"name": model, "version": version, "key": key, "value": value});
+        self.ok(
+            "model-versions/set-tag",
+            self.post("model-versions/set-tag", &body),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<(), RegistryError> {
+        let body = json!({"name": model, "alias": alias, "version": version});
+        self.ok(
+            "registered-models/alias",
+            self.post("registered-models/alias", &body),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_as_mlflow_sends_them() {
+        assert!(metric_value(&json!("NaN")).is_some_and(f64::is_nan));
+        assert_eq!(metric_value(&json!(f64::MAX)), Some(f64::INFINITY));
+        assert_eq!(metric_value(&json!(f64::MIN)), Some(f64::NEG_INFINITY));
+        assert_eq!(metric_value(&json!(0.5)), Some(0.5));
+        assert_eq!(metric_value(&json!(3)), Some(3.0));
+        assert_eq!(metric_value(&json!(null)), None);
+        assert_eq!(metric_value(&json!("x")), None);
     }
 }

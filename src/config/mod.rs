@@ -427,6 +427,41 @@ impl TrainingSettings {
     }
 }
 
+/// Settings of the `validate-model` function (and `mlops validate`).
+#[derive(Debug, Clone)]
+pub struct ValidateSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    pub mlflow_tracking_uri: String,
+    /// Where dataset manifests live (`<processed prefix><dataset>/<version>/manifest.json`) and
+    /// the claim markers.
+    pub artifact_bucket: String,
+    pub processed_prefix: String,
+    pub state_prefix: String,
+    /// How long a claim on a version holds before another invocation may take it over.
+    pub claim_lease: Duration,
+}
+
+impl ValidateSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let mlflow_tracking_uri = env.required("MLFLOW_TRACKING_URI");
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let s = ValidateSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            mlflow_tracking_uri,
+            artifact_bucket,
+            processed_prefix: env.optional("PROCESSED_PREFIX", "processed/"),
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+            claim_lease: env.seconds("CLAIM_LEASE_SECONDS", 300)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
 /// Settings of the `ledger` function.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {

@@ -76,3 +76,352 @@ fn real_mlflow_deliveries_verify_and_tampered_copies_do_not() {
     }
     assert_eq!(kinds, ["created", "tag", "alias set", "alias deleted"]);
 }
+
+mod gate {
+    //! validate-model against a real MLflow server (versions, runs, aliases, tags read back)
+    //! and moto S3 (claims, dataset manifests).
+
+    use std::time::Duration;
+
+    use mlops::adapter::memory::MemoryBus;
+    use mlops::adapter::mlflow::MlflowRegistry;
+    use mlops::adapter::s3::S3Store;
+    use mlops::cli::dev::mlflow::{Mlflow, find_mlflow};
+    use mlops::cli::dev::moto::find_moto;
+    use mlops::config::{PipelineConfig, ValidateSettings};
+    use mlops::event::{ModelVersionCreated, SCHEMA_VERSION, new_run_id};
+    use mlops::port::{ModelRegistry, ObjectStore, Precondition};
+    use mlops::stage::registry::validate::{
+        CHALLENGER, REPORT_TAG, STATUS_TAG, ValidateError, ValidateModel, Validated,
+    };
+    use serde_json::{Value, json};
+
+    use crate::harness::{prefix, root, sdk};
+
+    const CONFIG: &str = r#"
+datasets:
+  tx:
+    prefix: raw/tx/
+    format: csv
+    model: fraud
+models:
+  fraud:
+    validation:
+      thresholds: {roc_auc: {min: 0.80}, f1: {min: 0.15}}
+      max_regression: {roc_auc: 0.01}
+      dataset: {min_train_rows: 100}
+  plain: {}
+"#;
+
+    struct Registry {
+        http: reqwest::Client,
+        base: String,
+        experiment: String,
+    }
+
+    impl Registry {
+        async fn call(&self, path: &str, body: String) -> Value {
+            let r = self
+                .http
+                .post(format!("{}/api/2.0/mlflow/{path}", self.base))
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("mlflow");
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or_default();
+            assert!(status.is_success(), "{path}: {status} {v}");
+            v
+        }
+
+        /// A run with these metrics (written as JSON text, so NaN can be sent as MLflow's
+        /// Python client sends it) registered as a new version of `model`.
+        async fn version(&self, model: &str, metrics: &[(&str, &str)], dataset: &str) -> String {
+            let run = self
+                .call(
+                    "runs/create",
+                    json!({"experiment_id": self.experiment}).to_string(),
+                )
+                .await["run"]["info"]["run_id"]
+                .as_str()
+                .expect("run id")
+                .to_owned();
+            for (k, v) in metrics {
+                self.call(
+                    "runs/log-metric",
+                    format!(
+                        r#"{{"run_id":"{run}","key":"{k}","value":{v},"timestamp":1,"step":0}}"#
+                    ),
+                )
+                .await;
+            }
+            self.call(
+                "runs/set-tag",
+                json!({"run_id": run, "key": "mlops.dataset_version", "value": dataset})
+                    .to_string(),
+            )
+            .await;
+            let _ = self
+                .http
+                .post(format!(
+                    "{}/api/2.0/mlflow/registered-models/create",
+                    self.base
+                ))
+                .json(&json!({"name": model}))
+                .send()
+                .await;
+            self.call(
+                "model-versions/create",
+                json!({"name": model, "source": format!("runs:/{run}/model"), "run_id": run})
+                    .to_string(),
+            )
+            .await["model_version"]["version"]
+                .as_str()
+                .expect("version")
+                .to_owned()
+        }
+    }
+
+    fn created(model: &str, version: &str) -> ModelVersionCreated {
+        ModelVersionCreated {
+            schema_version: SCHEMA_VERSION.into(),
+            run_id: new_run_id(),
+            model: model.into(),
+            version: version.into(),
+            source: String::new(),
+            mlflow_run_id: None,
+            delivery_id: "test".into(),
+        }
+    }
+
+    fn verdicts(v: &Validated) -> Vec<(String, String)> {
+        let checks = match v {
+            Validated::Passed(p) => &p.checks,
+            Validated::Rejected(r) => &r.checks,
+            other => panic!("no checks in {other:?}"),
+        };
+        checks
+            .iter()
+            .map(|c| (c.name.clone(), c.verdict.clone()))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_gate_against_a_real_registry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mlflow = Mlflow::start(
+            &find_mlflow(&find_moto(Some(&root()))),
+            &dir.path().join("mlflow"),
+        )
+        .await
+        .expect("mlflow starts");
+        let http = reqwest::Client::new();
+        let reg = Registry {
+            experiment: http
+                .post(format!(
+                    "{}/api/2.0/mlflow/experiments/create",
+                    mlflow.endpoint
+                ))
+                .json(&json!({"name": "fraud"}))
+                .send()
+                .await
+                .expect("experiment")
+                .json::<Value>()
+                .await
+                .expect("json")["experiment_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+            http,
+            base: mlflow.endpoint.clone(),
+        };
+        let sdk = sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let bucket = format!("{}art", prefix("gate")).to_lowercase();
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("bucket");
+        let store = S3Store::new(s3);
+        // The manifest of the dataset version the good runs trained on.
+        store
+            .put(
+                &bucket,
+                "processed/tx/d1/manifest.json",
+                br#"{"counts": {"train": 800, "test": 200}}"#.to_vec(),
+                Precondition::None,
+            )
+            .await
+            .expect("manifest");
+        let pipeline = PipelineConfig::from_yaml(CONFIG, "test").expect("config");
+        let settings = ValidateSettings {
+            pipeline_config: "unused".into(),
+            event_bus: "unused".into(),
+            mlflow_tracking_uri: mlflow.endpoint.clone(),
+            artifact_bucket: bucket.clone(),
+            processed_prefix: "processed/".into(),
+            state_prefix: "state/".into(),
+            claim_lease: Duration::from_secs(300),
+        };
+        let registry = MlflowRegistry::new(&mlflow.endpoint, |_| None).expect("registry");
+        let bus = MemoryBus::default();
+        let stage = ValidateModel {
+            pipeline: &pipeline,
+            settings: &settings,
+            registry: &registry,
+            bus: &bus,
+            store: &store,
+        };
+
+        // 1. The first version: no champion, thresholds alone. Passes, moves `challenger`.
+        let v1 = reg
+            .version("fraud", &[("roc_auc", "0.90"), ("f1", "0.4")], "d1")
+            .await;
+        let out = stage
+            .handle(&created("fraud", &v1))
+            .await
+            .expect("validate");
+        assert!(matches!(out, Validated::Passed(_)), "{out:?}");
+        assert!(!verdicts(&out).iter().any(|(n, _)| n.contains("champion")));
+        let mv = registry
+            .version("fraud", &v1)
+            .await
+            .expect("get")
+            .expect("v1");
+        assert_eq!(mv.tags.get(STATUS_TAG).map(String::as_str), Some("passed"));
+        let report: Value =
+            serde_json::from_str(mv.tags.get(REPORT_TAG).expect("report")).expect("json");
+        assert_eq!(report["checks"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            registry.alias("fraud", CHALLENGER).await.expect("alias"),
+            Some(v1.clone())
+        );
+        // A redelivery finds the verdict and emits nothing.
+        assert_eq!(
+            stage.handle(&created("fraud", &v1)).await.expect("again"),
+            Validated::AlreadyDone("passed".into())
+        );
+        assert_eq!(bus.events().len(), 1);
+
+        // 2. v1 becomes champion; v2 regresses beyond 0.01 while above the threshold.
+        registry
+            .set_alias("fraud", "champion", &v1)
+            .await
+            .expect("champion");
+        let v2 = reg
+            .version("fraud", &[("roc_auc", "0.885"), ("f1", "0.4")], "d1")
+            .await;
+        let out = stage
+            .handle(&created("fraud", &v2))
+            .await
+            .expect("validate");
+        match &out {
+            Validated::Rejected(r) => {
+                assert_eq!(r.champion_version.as_deref(), Some(v1.as_str()));
+                assert!(r.reason.contains("roc_auc vs champion"), "{}", r.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(verdicts(&out).contains(&("roc_auc".into(), "pass".into())));
+        let mv = registry
+            .version("fraud", &v2)
+            .await
+            .expect("get")
+            .expect("v2");
+        assert_eq!(mv.tags.get(STATUS_TAG).map(String::as_str), Some("failed"));
+        assert_eq!(
+            registry.alias("fraud", CHALLENGER).await.expect("alias"),
+            Some(v1.clone()),
+            "a rejected version does not move the challenger"
+        );
+
+        // 3. NaN, +inf (MLflow stores it as f64::MAX) and missing metrics fail.
+        for (metrics, failing) in [
+            (vec![("roc_auc", "0.95"), ("f1", "NaN")], ("f1", "fail")),
+            (
+                vec![("roc_auc", "Infinity"), ("f1", "0.4")],
+                ("roc_auc", "fail"),
+            ),
+            (vec![("roc_auc", "0.95")], ("f1", "missing")),
+        ] {
+            let v = reg.version("fraud", &metrics, "d1").await;
+            let out = stage.handle(&created("fraud", &v)).await.expect("validate");
+            assert!(
+                matches!(out, Validated::Rejected(_)),
+                "{metrics:?}: {out:?}"
+            );
+            assert!(
+                verdicts(&out).contains(&(failing.0.into(), failing.1.into())),
+                "{metrics:?}: {:?}",
+                verdicts(&out)
+            );
+        }
+
+        // 4. The dataset check needs the run's manifest.
+        let v = reg
+            .version(
+                "fraud",
+                &[("roc_auc", "0.95"), ("f1", "0.4")],
+                "no-such-version",
+            )
+            .await;
+        let out = stage.handle(&created("fraud", &v)).await.expect("validate");
+        assert!(verdicts(&out).contains(&("dataset.train_rows".into(), "missing".into())));
+
+        // 5. Concurrent deliveries of one version: one verdict, one event, one alias move.
+        let v5 = reg
+            .version("fraud", &[("roc_auc", "0.93"), ("f1", "0.5")], "d1")
+            .await;
+        let before = bus.events().len();
+        let (e1, e2, e3) = (
+            created("fraud", &v5),
+            created("fraud", &v5),
+            created("fraud", &v5),
+        );
+        let (a, b, c) = tokio::join!(stage.handle(&e1), stage.handle(&e2), stage.handle(&e3));
+        let passed = [&a, &b, &c]
+            .iter()
+            .filter(|r| matches!(r, Ok(Validated::Passed(_))))
+            .count();
+        assert_eq!(passed, 1, "{a:?} {b:?} {c:?}");
+        for r in [&a, &b, &c] {
+            assert!(
+                matches!(
+                    r,
+                    Ok(Validated::Passed(_) | Validated::AlreadyDone(_))
+                        | Err(ValidateError::InProgress { .. })
+                ),
+                "{r:?}"
+            );
+        }
+        assert_eq!(bus.events().len(), before + 1);
+        assert_eq!(
+            stage.handle(&created("fraud", &v5)).await.expect("later"),
+            Validated::AlreadyDone("passed".into())
+        );
+        assert_eq!(
+            registry.alias("fraud", CHALLENGER).await.expect("alias"),
+            Some(v5.clone())
+        );
+
+        // 6. A model without a gate, and a version that does not exist.
+        assert_eq!(
+            stage.handle(&created("plain", "1")).await.expect("no gate"),
+            Validated::NoGate
+        );
+        match stage
+            .handle(&created("fraud", "999"))
+            .await
+            .expect("missing")
+        {
+            Validated::Rejected(r) => assert!(r.reason.contains("does not exist"), "{}", r.reason),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -7,4 +7,5 @@
 //!   the dataset manifest.
 
 pub mod gate;
+pub mod validate;
 pub mod webhook;
