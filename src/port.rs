@@ -311,6 +311,8 @@ pub struct ModelVersion {
     pub mlflow_run_id: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub aliases: Vec<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
 }
 
 /// What an MLflow run recorded: the latest value of each metric, params and tags. A metric
@@ -334,6 +336,12 @@ pub trait ModelRegistry: Send + Sync {
         &self,
         mlflow_run_id: &str,
     ) -> impl Future<Output = Result<Option<RunRecord>, RegistryError>> + Send;
+    /// Versions of `model` created at or after `since_ms` (Unix milliseconds), oldest first.
+    fn versions_since(
+        &self,
+        model: &str,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<Vec<ModelVersion>, RegistryError>> + Send;
     /// The version behind `alias`, if the alias exists.
     fn alias(
         &self,

@@ -275,6 +275,43 @@ fn key_values(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// A `ModelVersion` message (CONTRACTS §6.1).
+fn model_version(model: &str, mv: &Value) -> ModelVersion {
+    let status = match mv["status"].as_str().unwrap_or("READY") {
+        "PENDING_REGISTRATION" => VersionStatus::Pending,
+        "FAILED_REGISTRATION" => VersionStatus::Failed(
+            mv["status_message"]
+                .as_str()
+                .unwrap_or("registration failed")
+                .to_owned(),
+        ),
+        _ => VersionStatus::Ready,
+    };
+    ModelVersion {
+        model: model.to_owned(),
+        version: match &mv["version"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        status,
+        source: mv["source"].as_str().unwrap_or_default().to_owned(),
+        mlflow_run_id: mv["run_id"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned),
+        tags: key_values(&mv["tags"]),
+        aliases: mv["aliases"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        created_ms: mv["creation_timestamp"].as_i64().unwrap_or_default(),
+    }
+}
+
 fn not_found(body: &Value) -> bool {
     body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 }
@@ -313,36 +350,7 @@ impl ModelRegistry for MlflowRegistry {
         else {
             return Ok(None);
         };
-        let mv = &body["model_version"];
-        let status = match mv["status"].as_str().unwrap_or("READY") {
-            "PENDING_REGISTRATION" => VersionStatus::Pending,
-            "FAILED_REGISTRATION" => VersionStatus::Failed(
-                mv["status_message"]
-                    .as_str()
-                    .unwrap_or("registration failed")
-                    .to_owned(),
-            ),
-            _ => VersionStatus::Ready,
-        };
-        Ok(Some(ModelVersion {
-            model: model.to_owned(),
-            version: version.to_owned(),
-            status,
-            source: mv["source"].as_str().unwrap_or_default().to_owned(),
-            mlflow_run_id: mv["run_id"]
-                .as_str()
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned),
-            tags: key_values(&mv["tags"]),
-            aliases: mv["aliases"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }))
+        Ok(Some(model_version(model, &body["model_version"])))
     }
 
     async fn run(&self, mlflow_run_id: &str) -> Result<Option<RunRecord>, RegistryError> {
@@ -370,6 +378,48 @@ impl ModelRegistry for MlflowRegistry {
         }))
     }
 
+    async fn versions_since(
+        &self,
+        model: &str,
+        since_ms: i64,
+    ) -> Result<Vec<ModelVersion>, RegistryError> {
+        const OP: &str = "model-versions/search";
+        // The filter cannot name creation_timestamp (MLflow's model-version search filters on
+        // name, run_id, source_path and tags): newest first, stop at the first older one.
+        let filter = format!("name = {}", quote(model));
+        let mut out = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut q = vec![
+                ("filter", filter.clone()),
+                ("order_by", "creation_timestamp DESC".to_owned()),
+                ("max_results", "200".to_owned()),
+            ];
+            if let Some(p) = &page {
+                q.push(("page_token", p.clone()));
+            }
+            let body = self.ok(OP, self.get(OP).query(&q)).await?;
+            let mut older = false;
+            for mv in body["model_versions"].as_array().into_iter().flatten() {
+                let v = model_version(model, mv);
+                if v.created_ms < since_ms {
+                    older = true;
+                    break;
+                }
+                out.push(v);
+            }
+            page = body["next_page_token"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if older || page.is_none() {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     async fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, RegistryError> {
         const OP: &str = "registered-models/alias";
         let req = self.get(OP).query(&[("name", model), ("alias", alias)]);
@@ -380,7 +430,9 @@ impl ModelRegistry for MlflowRegistry {
             (_, b) if not_found(&b) => Ok(None),
             (400, b)
                 if b["error_code"] == "INVALID_PARAMETER_VALUE"
-                    && b["message"].as_str().is_some_and(|m| m.contains("not found")) =>
+                    && b["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("not found")) =>
             {
                 Ok(None)
             }

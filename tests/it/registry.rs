@@ -91,6 +91,7 @@ mod gate {
     use mlops::config::{PipelineConfig, ValidateSettings};
     use mlops::event::{ModelVersionCreated, SCHEMA_VERSION, new_run_id};
     use mlops::port::{ModelRegistry, ObjectStore, Precondition};
+    use mlops::stage::registry::poll::{PollSettings, RegistryPoller};
     use mlops::stage::registry::validate::{
         CHALLENGER, REPORT_TAG, STATUS_TAG, ValidateError, ValidateModel, Validated,
     };
@@ -423,5 +424,55 @@ models:
             Validated::Rejected(r) => assert!(r.reason.contains("does not exist"), "{}", r.reason),
             other => panic!("{other:?}"),
         }
+
+        // 7. The poller: every version once, across ticks and racing pollers.
+        let poll_settings = PollSettings {
+            artifact_bucket: bucket.clone(),
+            state_prefix: "state/".into(),
+            lookback: Duration::from_secs(3600),
+            claim_lease: Duration::from_secs(300),
+        };
+        let poll_bus = MemoryBus::default();
+        let poller = RegistryPoller {
+            pipeline: &pipeline,
+            settings: &poll_settings,
+            registry: &registry,
+            bus: &poll_bus,
+            store: &store,
+        };
+        // MLflow unreachable: a transient error, nothing emitted, nothing marked.
+        let down = MlflowRegistry::new("http://127.0.0.1:9", |_| None).expect("registry");
+        let broken = RegistryPoller {
+            pipeline: &pipeline,
+            settings: &poll_settings,
+            registry: &down,
+            bus: &poll_bus,
+            store: &store,
+        };
+        assert!(broken.tick().await.is_err());
+        assert!(poll_bus.events().is_empty());
+        let first = poller.tick().await.expect("tick");
+        let fraud_versions = first.emitted.iter().filter(|e| e.0 == "fraud").count();
+        assert_eq!(fraud_versions, 7, "{first:?}");
+        assert_eq!(poll_bus.events().len(), first.emitted.len());
+        assert!(poll_bus.events().iter().all(|e| {
+            e.source == "mlops.registry-poller" && e.detail_type == "ModelVersionCreated"
+        }));
+        let again = poller.tick().await.expect("tick");
+        assert!(again.emitted.is_empty(), "{again:?}");
+        // A version created between ticks, seen by two pollers at once: one event.
+        let v9 = reg
+            .version("fraud", &[("roc_auc", "0.93"), ("f1", "0.5")], "d1")
+            .await;
+        let (a, b) = tokio::join!(poller.tick(), poller.tick());
+        let emitted: Vec<_> = a
+            .expect("a")
+            .emitted
+            .into_iter()
+            .chain(b.expect("b").emitted)
+            .collect();
+        assert_eq!(emitted.len(), 1, "{emitted:?}");
+        assert_eq!(emitted[0].1, v9);
+        assert_eq!(poll_bus.events().len(), first.emitted.len() + 1);
     }
 }

@@ -7,5 +7,6 @@
 //!   the dataset manifest.
 
 pub mod gate;
+pub mod poll;
 pub mod validate;
 pub mod webhook;
