@@ -71,6 +71,47 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     access: () => [{ kind: 'putEvents' }],
   },
   {
+    name: 'validate-model',
+    description: "Judges a new model version against its model's validation gate and the champion; tags the verdict, moves the challenger alias; emits ModelValidated/ModelRejected",
+    crate: 'functions/validate-model',
+    memoryMb: 256,
+    timeoutSeconds: 60,
+    queue: { batchSize: 5 },
+    bundlePipelineConfig: true,
+    parameters: ['mlflowUrl'],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      PROCESSED_PREFIX,
+      STATE_PREFIX,
+    }),
+    access: () => [
+      // Dataset manifests (read) and the per-version claim markers.
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject'], prefixes: [PROCESSED_PREFIX] },
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}validate-model/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [PROCESSED_PREFIX, `${STATE_PREFIX}validate-model/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
+    name: 'registry-poller',
+    description: 'Lists new versions of the configured models in the MLflow registry (for registries without webhooks); emits ModelVersionCreated once per version',
+    crate: 'functions/registry-poller',
+    memoryMb: 256,
+    timeoutSeconds: 60,
+    schedule: { expression: 'rate(1 minute)' },
+    bundlePipelineConfig: true,
+    parameters: ['mlflowUrl'],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+    }),
+    access: () => [
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}registry-poller/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}registry-poller/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'ledger',
     description: "Appends every pipeline event to its run's history in the artifact bucket",
     crate: 'functions/ledger',

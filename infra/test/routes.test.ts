@@ -7,6 +7,7 @@ test('routes.json is read as the one list of rules', () => {
   expect(routes.map((r) => [r.name, r.bus, r.target])).toEqual([
     ['s3-object-created', 'default', 'data-arrival'],
     ['dataset-ready', 'mlops', 'launch-training'],
+    ['model-version-created', 'mlops', 'validate-model'],
     ['ledger-all', 'mlops', 'ledger'],
   ]);
 });

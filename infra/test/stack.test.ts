@@ -55,7 +55,7 @@ describe('functions', () => {
     const assembly = (stack.node.root as App).synth();
     const fns = template.findResources('AWS::Lambda::Function');
     const bundling = FUNCTIONS.filter((spec) => spec.bundlePipelineConfig).map((spec) => spec.name);
-    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch']);
+    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'validate-model', 'registry-poller']);
     for (const spec of FUNCTIONS) {
       const f = fns[logicalId(fnOf(spec.name).fn)].Properties;
       const assetDir = path.join(assembly.directory, `asset.${String(f.Code.S3Key).replace(/\.zip$/, '')}`);
@@ -135,7 +135,8 @@ describe('functions', () => {
         RetryPolicy: { MaximumEventAgeInSeconds: 300, MaximumRetryAttempts: 2 },
       }),
     });
-    expect(Object.keys(template.findResources('AWS::Scheduler::Schedule'))).toHaveLength(1);
+    // training-watch and registry-poller.
+    expect(Object.keys(template.findResources('AWS::Scheduler::Schedule'))).toHaveLength(2);
   });
 
   test('the queue visibility timeout is at least 6x the function timeout', () => {
@@ -251,7 +252,9 @@ describe('least privilege', () => {
       const roles = (template.findResources('AWS::IAM::Policy')[resource].Properties.Roles as { Ref: string }[]).map((r) => r.Ref);
       roles.forEach((r) => putters.add(r));
     }
-    expect([...putters].sort()).toEqual(['data-arrival', 'launch-training', 'training-watch'].map((n) => logicalId(fnOf(n).role)).sort());
+    expect([...putters].sort()).toEqual(
+      ['data-arrival', 'launch-training', 'training-watch', 'validate-model', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
+    );
   });
 
   test('roles carry no managed policies', () => {

@@ -68,6 +68,28 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
             d["condition"]["type"].as_str().unwrap_or("-"),
             d["duration_seconds"]
         ),
+        "ModelVersionCreated" => format!(
+            "model={} version={} source={}",
+            s("model"),
+            s("version"),
+            s("source")
+        ),
+        "ModelValidated" | "ModelRejected" => {
+            let checks = d["checks"].as_array().map(Vec::len).unwrap_or(0);
+            let champion = d["champion_version"]
+                .as_str()
+                .map(|c| format!("v{c}"))
+                .unwrap_or_else(|| "none".into());
+            let mut line = format!(
+                "model={} version={} champion={champion} checks={checks}",
+                s("model"),
+                s("version")
+            );
+            if let Some(r) = d["reason"].as_str() {
+                line.push_str(&format!(" reason: {r}"));
+            }
+            line
+        }
         "TrainingJobFailed" | "TrainingJobStalled" => format!(
             "model={} workload={} reason={}: {}",
             s("model"),
@@ -92,4 +114,41 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
             parts.join(" ")
         }
     }
+}
+
+/// The gate's checks as a table: check, value, bound, verdict.
+pub fn gate_table(checks: &[crate::event::Check]) -> String {
+    let rows: Vec<[String; 4]> = checks
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.value.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                c.bound.clone(),
+                c.verdict.clone(),
+            ]
+        })
+        .collect();
+    let head = ["check", "value", "bound", "verdict"].map(str::to_owned);
+    let mut width = [0usize; 4];
+    for r in std::iter::once(&head).chain(&rows) {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(&rows) {
+        let _ = writeln!(
+            out,
+            "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2]
+        );
+    }
+    out
 }

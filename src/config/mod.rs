@@ -462,6 +462,40 @@ impl ValidateSettings {
     }
 }
 
+/// Settings of the `registry-poller` function.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    pub mlflow_tracking_uri: String,
+    /// Watermarks and per-version markers live here.
+    pub artifact_bucket: String,
+    pub state_prefix: String,
+    /// On the first tick (no watermark yet), how far back to look.
+    pub lookback: Duration,
+    pub claim_lease: Duration,
+}
+
+impl PollSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let mlflow_tracking_uri = env.required("MLFLOW_TRACKING_URI");
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let s = PollSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            mlflow_tracking_uri,
+            artifact_bucket,
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+            lookback: env.seconds("POLL_LOOKBACK_SECONDS", 3600)?,
+            claim_lease: env.seconds("CLAIM_LEASE_SECONDS", 300)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
 /// Settings of the `ledger` function.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {

@@ -4,8 +4,10 @@
 pub mod data_arrival;
 pub mod launch_training;
 pub mod ledger;
+pub mod registry_poller;
 pub mod sqs;
 pub mod training_watch;
+pub mod validate_model;
 
 /// JSON logs through `tracing` (ARCHITECTURE §3, rule 5); `RUST_LOG` sets the filter.
 pub fn init_tracing() {

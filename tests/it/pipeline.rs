@@ -303,9 +303,10 @@ async fn a_message_that_keeps_failing_ends_in_the_dlq() {
 }
 
 #[tokio::test]
-async fn the_demo_runs_data_arrival_through_training_to_a_model_version() {
-    // The README's main command, in-process: moto, MLflow, the functions, the local executor.
+async fn the_demo_runs_data_arrival_through_training_to_a_validated_version() {
+    // The README's main command, in-process: moto, MLflow, the functions, the local executor,
+    // the registry poller and validate-model. It fails unless the run reaches a verdict.
     mlops::cli::dev::demo::run(None)
         .await
-        .expect("demo ends in TrainingJobSucceeded");
+        .expect("demo ends in ModelValidated");
 }

@@ -427,6 +427,9 @@ models:
 
         // 7. The poller: every version once, across ticks and racing pollers.
         let poll_settings = PollSettings {
+            pipeline_config: "unused".into(),
+            event_bus: "unused".into(),
+            mlflow_tracking_uri: mlflow.endpoint.clone(),
             artifact_bucket: bucket.clone(),
             state_prefix: "state/".into(),
             lookback: Duration::from_secs(3600),

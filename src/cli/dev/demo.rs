@@ -16,11 +16,13 @@ use crate::adapter::local_exec::LocalCluster;
 use crate::adapter::mlflow::MlflowRegistry;
 use crate::adapter::{aws, eventbridge::EventBridgeBus, s3::S3Store};
 use crate::cli::{ROUTES_JSON, timeline};
-use crate::config::TrainingSettings;
-use crate::config::{LedgerSettings, PipelineConfig};
+use crate::config::{
+    LedgerSettings, PipelineConfig, PollSettings, TrainingSettings, ValidateSettings,
+};
 use crate::lambda::{
     data_arrival::DataArrivalFn, launch_training::LaunchTrainingFn, ledger::LedgerFn,
-    training_watch::TrainingWatchFn,
+    registry_poller::RegistryPollerFn, training_watch::TrainingWatchFn,
+    validate_model::ValidateModelFn,
 };
 use crate::stage::data_arrival::Settings;
 use crate::stage::ledger::{Entry, Ledger};
@@ -102,6 +104,64 @@ impl DevTraining {
         let (n, _) = poll_once(sqs, &stack.queue("launch-training")?.url, &self.launch, 0).await?;
         let report = self.watch.tick().await?;
         Ok(n + report.emitted.len())
+    }
+}
+
+/// The registry stage of the dev stack: the poller (MLflow's webhooks need a public receiver;
+/// the poller needs nothing) and validate-model, against the same MLflow server.
+pub struct DevRegistry {
+    pub poller: RegistryPollerFn<MlflowRegistry, EventBridgeBus, S3Store>,
+    pub validate: ValidateModelFn<MlflowRegistry, EventBridgeBus, S3Store>,
+}
+
+impl DevRegistry {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        stack: &Stack,
+        pipeline: PipelineConfig,
+        mlflow: &str,
+    ) -> anyhow::Result<DevRegistry> {
+        let store = S3Store::new(aws::s3_client(sdk));
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus);
+        Ok(DevRegistry {
+            poller: RegistryPollerFn {
+                pipeline: pipeline.clone(),
+                settings: PollSettings {
+                    pipeline_config: "samples/pipeline.yaml".into(),
+                    event_bus: stack.bus.clone(),
+                    mlflow_tracking_uri: mlflow.to_owned(),
+                    artifact_bucket: stack.artifact_bucket.clone(),
+                    state_prefix: "state/".into(),
+                    lookback: Duration::from_secs(3600),
+                    claim_lease: Duration::from_secs(60),
+                },
+                registry: MlflowRegistry::new(mlflow, |_| None)?,
+                bus: bus.clone(),
+                store: store.clone(),
+            },
+            validate: ValidateModelFn {
+                pipeline,
+                settings: ValidateSettings {
+                    pipeline_config: "samples/pipeline.yaml".into(),
+                    event_bus: stack.bus.clone(),
+                    mlflow_tracking_uri: mlflow.to_owned(),
+                    artifact_bucket: stack.artifact_bucket.clone(),
+                    processed_prefix: "processed/".into(),
+                    state_prefix: "state/".into(),
+                    claim_lease: Duration::from_secs(60),
+                },
+                registry: MlflowRegistry::new(mlflow, |_| None)?,
+                bus,
+                store,
+            },
+        })
+    }
+
+    /// One round: a poller tick, then the validate-model queue.
+    pub async fn pump(&self, sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<usize> {
+        let report = self.poller.tick().await?;
+        let (n, _) = poll_once(sqs, &stack.queue("validate-model")?.url, &self.validate, 0).await?;
+        Ok(report.emitted.len() + n)
     }
 }
 
@@ -196,6 +256,7 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     let pipeline = PipelineConfig::from_yaml(SAMPLE_PIPELINE, "samples/pipeline.yaml")?;
     let functions = DevFunctions::new(&sdk, &stack, pipeline.clone(), work.path());
     let logs = work.path().join("training-logs");
+    let registry = DevRegistry::new(&sdk, &stack, pipeline.clone(), &mlflow.endpoint)?;
     let training = DevTraining::new(
         &sdk,
         &stack,
@@ -236,27 +297,59 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     };
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let handled = functions.pump(&sqs, &stack).await? + training.pump(&sqs, &stack).await?;
+        let handled = functions.pump(&sqs, &stack).await?
+            + training.pump(&sqs, &stack).await?
+            + registry.pump(&sqs, &stack).await?;
         // Drain the ledger once more so the last event is on the timeline.
         functions.pump(&sqs, &stack).await?;
         if let Some((run_id, entries)) = find_run(&ledger, &key).await? {
-            let last = entries
-                .last()
-                .map(|e| e.detail_type.clone())
-                .unwrap_or_default();
+            // The trainer registers the version itself, so the registry stage may judge it
+            // before training-watch reports the workload: wait for both.
+            let has = |t: &str| entries.iter().any(|e| e.detail_type == t);
+            let verdict = entries
+                .iter()
+                .rev()
+                .find(|e| matches!(e.detail_type.as_str(), "ModelValidated" | "ModelRejected"));
+            let last = match verdict {
+                Some(v) if has("TrainingJobSucceeded") => v.detail_type.clone(),
+                Some(_) => String::new(),
+                None => entries
+                    .last()
+                    .map(|e| e.detail_type.clone())
+                    .unwrap_or_default(),
+            };
             if matches!(
                 last.as_str(),
                 "DatasetRejected"
-                    | "TrainingJobSucceeded"
+                    | "ModelValidated"
+                    | "ModelRejected"
                     | "TrainingJobFailed"
                     | "TrainingJobStalled"
             ) {
                 crate::cli::stdout(&format!("\n{}", timeline::render(&run_id, &entries)))?;
                 return match last.as_str() {
-                    "TrainingJobSucceeded" => say(format!(
-                        "\nmodel registered in MLflow at {} (the server stops with the demo)",
-                        mlflow.endpoint
-                    )),
+                    "ModelValidated" | "ModelRejected" => {
+                        let verdict = verdict.map(|e| e.detail.clone()).unwrap_or_default();
+                        let checks: Vec<crate::event::Check> =
+                            serde_json::from_value(verdict["checks"].clone()).unwrap_or_default();
+                        say(format!(
+                            "\nvalidation gate of {} v{} (samples/pipeline.yaml, models.{}.validation):\n{}",
+                            verdict["model"].as_str().unwrap_or("-"),
+                            verdict["version"].as_str().unwrap_or("-"),
+                            verdict["model"].as_str().unwrap_or("-"),
+                            timeline::gate_table(&checks)
+                        ))?;
+                        say(format!(
+                            "{} in MLflow at {} (the server stops with the demo); deployment \
+                             (Argo CD) is skipped: no deployment stage exists yet",
+                            if last == "ModelValidated" {
+                                "passed: alias `challenger` set"
+                            } else {
+                                "rejected: tags mlops.validation.status=failed and the report are"
+                            },
+                            mlflow.endpoint
+                        ))
+                    }
                     other => bail!(
                         "the run ended in {other}; trainer logs in {}",
                         logs.display()

@@ -7,11 +7,10 @@
 //! it claimed or done); the watermark only moves after every version up to it was emitted, and
 //! re-reads a few minutes before it, so a version committed late is not skipped.
 
-use std::time::Duration;
-
 use sha2::{Digest, Sha256};
 
 use crate::config::PipelineConfig;
+pub use crate::config::PollSettings;
 use crate::error::{BusError, Classify, ErrorClass, StoreError};
 use crate::event::{BusEvent, ModelVersionCreated, SCHEMA_VERSION, new_run_id};
 use crate::port::{EventBus, ModelRegistry, ObjectStore, Precondition, RegistryError};
@@ -22,15 +21,6 @@ pub const RUN_ID_TAG: &str = "mlops.run_id";
 /// How far before the watermark each tick looks again (versions are committed with the
 /// registry's clock, which a tick may see late).
 const OVERLAP_MS: i64 = 5 * 60 * 1000;
-
-#[derive(Debug, Clone)]
-pub struct PollSettings {
-    pub artifact_bucket: String,
-    pub state_prefix: String,
-    /// On the first tick (no watermark yet), how far back to look.
-    pub lookback: Duration,
-    pub claim_lease: Duration,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
