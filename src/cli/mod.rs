@@ -5,6 +5,7 @@ pub mod dev;
 pub mod prepare;
 pub mod render;
 pub mod timeline;
+pub mod validate;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,32 @@ enum Command {
         /// Fail instead of writing when a committed schema differs.
         #[arg(long)]
         check: bool,
+    },
+    /// Run a model's validation gate against a version in any MLflow registry and print the
+    /// checks as a table. Changes nothing unless --record.
+    ///
+    /// Exit status 0 when the gate passes, 1 when it fails (or on an error).
+    Validate {
+        /// The pipeline configuration (YAML) with models.<model>.validation.
+        #[arg(long)]
+        config: PathBuf,
+        /// The registered model name.
+        #[arg(long)]
+        model: String,
+        /// The model version to judge.
+        #[arg(long)]
+        version: String,
+        /// MLflow tracking server (auth from MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN).
+        #[arg(long, env = "MLFLOW_TRACKING_URI")]
+        tracking_uri: String,
+        /// Artifact bucket holding dataset manifests, for the gate's dataset checks (standard
+        /// AWS configuration); without it those checks report the manifest missing.
+        #[arg(long, env = "MLOPS_ARTIFACT_BUCKET")]
+        bucket: Option<String>,
+        /// Write the verdict on the version (tags mlops.validation.*, alias challenger on a
+        /// pass), as validate-model does, without emitting an event.
+        #[arg(long)]
+        record: bool,
     },
     /// Print what a stage would apply, for review.
     Render {
@@ -198,6 +225,24 @@ pub async fn main() -> anyhow::Result<()> {
         } => stdout(&render::training(
             &config, &event, cluster, namespace, mlflow_uri,
         )?),
+        Command::Validate {
+            config,
+            model,
+            version,
+            tracking_uri,
+            bucket,
+            record,
+        } => {
+            validate::run(
+                &config,
+                &model,
+                &version,
+                &tracking_uri,
+                bucket.as_deref(),
+                record,
+            )
+            .await
+        }
         Command::Dev {
             command: DevCommand::Demo { data },
         } => dev::demo::run(data.as_deref()).await,

@@ -477,5 +477,85 @@ models:
         assert_eq!(emitted.len(), 1, "{emitted:?}");
         assert_eq!(emitted[0].1, v9);
         assert_eq!(poll_bus.events().len(), first.emitted.len() + 1);
+
+        // 8. `mlops validate`: the same gate from the command line, read-only unless --record.
+        let config = dir.path().join("pipeline.yaml");
+        std::fs::write(&config, CONFIG).expect("config");
+        let validate = |version: &str, record: bool| {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"));
+            c.args(["validate", "--model", "fraud", "--version", version])
+                .arg("--config")
+                .arg(&config)
+                .args(["--tracking-uri", &mlflow.endpoint])
+                .env_remove("MLOPS_ARTIFACT_BUCKET");
+            if record {
+                c.arg("--record");
+            }
+            let out = c.output().expect("mlops validate");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, table, err) = validate(&v2, false);
+        assert_eq!(code, Some(1), "{table}{err}");
+        assert!(
+            table.contains("roc_auc vs champion") && table.contains("fail"),
+            "{table}"
+        );
+        assert!(err.contains("did not pass"), "{err}");
+        // Without --bucket the dataset check reports the manifest missing.
+        let (code, table, _) = validate(&v9, false);
+        assert_eq!(code, Some(1), "{table}");
+        assert!(table.contains("dataset.train_rows"), "{table}");
+        let untouched = registry
+            .version("fraud", &v9)
+            .await
+            .expect("get")
+            .expect("v9");
+        assert!(
+            !untouched.tags.contains_key(STATUS_TAG),
+            "read-only without --record"
+        );
+        let (code, _, _) = validate(&v9, true);
+        assert_eq!(code, Some(1));
+        let recorded = registry
+            .version("fraud", &v9)
+            .await
+            .expect("get")
+            .expect("v9");
+        assert_eq!(
+            recorded.tags.get(STATUS_TAG).map(String::as_str),
+            Some("failed")
+        );
+        // Without dataset checks in the gate, v5 passes against champion v1: exit 0.
+        std::fs::write(
+            &config,
+            CONFIG.replace("      dataset: {min_train_rows: 100}\n", ""),
+        )
+        .expect("config");
+        let (code, table, err) = validate(&v5, false);
+        assert_eq!(code, Some(0), "{table}{err}");
+        assert!(table.contains(&format!("champion v{v1}")), "{table}");
+        let (code, _, err) = {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+                .args(["validate", "--model", "plain", "--version", "1"])
+                .arg("--config")
+                .arg(&config)
+                .args(["--tracking-uri", &mlflow.endpoint])
+                .output()
+                .expect("mlops validate");
+            (
+                out.status.code(),
+                (),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        assert_eq!(code, Some(1));
+        assert!(
+            err.contains("no validation block") && err.contains("fraud"),
+            "{err}"
+        );
     }
 }

@@ -152,6 +152,58 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
         cfg: &crate::config::ValidationConfig,
         v: &crate::port::ModelVersion,
     ) -> Result<Validated, ValidateError> {
+        let out = self.verdict(e, cfg, v).await?;
+        self.record(e, out).await
+    }
+
+    /// The verdict on a version without writing anything (what `mlops validate` prints):
+    /// `NoGate` for a model without a `validation` block, a rejection for a version that does
+    /// not exist.
+    pub async fn evaluate(&self, e: &ModelVersionCreated) -> Result<Validated, ValidateError> {
+        let Some(cfg) = self
+            .pipeline
+            .models
+            .get(&e.model)
+            .and_then(|m| m.validation.as_ref())
+        else {
+            return Ok(Validated::NoGate);
+        };
+        match self.registry.version(&e.model, &e.version).await? {
+            Some(v) => self.verdict(e, cfg, &v).await,
+            None => Ok(rejected(
+                e,
+                None,
+                vec![],
+                "the version does not exist in the registry (deleted?)".into(),
+            )),
+        }
+    }
+
+    /// Writes a verdict from [`Self::evaluate`] on the version (report and status tags, the
+    /// `challenger` alias on a pass) without emitting an event.
+    pub async fn record_only(
+        &self,
+        e: &ModelVersionCreated,
+        out: &Validated,
+    ) -> Result<(), ValidateError> {
+        let (status, checks, reason) = match out {
+            Validated::Passed(p) => ("passed", &p.checks, None),
+            Validated::Rejected(r) => ("failed", &r.checks, Some(&r.reason)),
+            _ => return Ok(()),
+        };
+        self.write_report(e, status, checks, reason).await?;
+        self.registry
+            .set_version_tag(&e.model, &e.version, STATUS_TAG, status)
+            .await?;
+        Ok(())
+    }
+
+    async fn verdict(
+        &self,
+        e: &ModelVersionCreated,
+        cfg: &crate::config::ValidationConfig,
+        v: &crate::port::ModelVersion,
+    ) -> Result<Validated, ValidateError> {
         let (model, version) = (e.model.as_str(), e.version.as_str());
         match &v.status {
             VersionStatus::Pending => {
@@ -161,8 +213,12 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
                 });
             }
             VersionStatus::Failed(msg) => {
-                let out = rejected(e, None, vec![], format!("registration failed: {msg}"));
-                return self.record(e, out).await;
+                return Ok(rejected(
+                    e,
+                    None,
+                    vec![],
+                    format!("registration failed: {msg}"),
+                ));
             }
             VersionStatus::Ready => {}
         }
@@ -206,7 +262,7 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
             },
         );
         let champion_version = champion.map(|(c, _)| c);
-        let out = if verdict.passed {
+        Ok(if verdict.passed {
             Validated::Passed(ModelValidated {
                 schema_version: SCHEMA_VERSION.into(),
                 run_id: e.run_id.clone(),
@@ -218,8 +274,7 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
         } else {
             let reason = verdict.reason();
             rejected(e, champion_version, verdict.checks, reason)
-        };
-        self.record(e, out).await
+        })
     }
 
     /// Writes the report, moves `challenger` on a pass, emits, then writes the status tag: the
@@ -230,26 +285,40 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
         out: Validated,
     ) -> Result<Validated, ValidateError> {
         let (model, version) = (e.model.as_str(), e.version.as_str());
-        let (status, checks) = match &out {
-            Validated::Passed(p) => ("passed", &p.checks),
-            Validated::Rejected(r) => ("failed", &r.checks),
+        let (status, checks, reason) = match &out {
+            Validated::Passed(p) => ("passed", &p.checks, None),
+            Validated::Rejected(r) => ("failed", &r.checks, Some(&r.reason)),
             _ => return Ok(out),
         };
-        let mut report = serde_json::json!({ "status": status, "checks": checks });
-        if let Validated::Rejected(r) = &out {
-            report["reason"] = r.reason.clone().into();
-        }
-        self.registry
-            .set_version_tag(model, version, REPORT_TAG, &report.to_string())
-            .await?;
-        if status == "passed" {
-            self.registry.set_alias(model, CHALLENGER, version).await?;
-        }
+        self.write_report(e, status, checks, reason).await?;
         let out = self.emit(out).await?;
         self.registry
             .set_version_tag(model, version, STATUS_TAG, status)
             .await?;
         Ok(out)
+    }
+
+    /// The report tag, and `challenger` on a pass.
+    async fn write_report(
+        &self,
+        e: &ModelVersionCreated,
+        status: &str,
+        checks: &[crate::event::Check],
+        reason: Option<&String>,
+    ) -> Result<(), ValidateError> {
+        let mut report = serde_json::json!({ "status": status, "checks": checks });
+        if let Some(r) = reason {
+            report["reason"] = r.clone().into();
+        }
+        self.registry
+            .set_version_tag(&e.model, &e.version, REPORT_TAG, &report.to_string())
+            .await?;
+        if status == "passed" {
+            self.registry
+                .set_alias(&e.model, CHALLENGER, &e.version)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn emit(&self, out: Validated) -> Result<Validated, ValidateError> {
