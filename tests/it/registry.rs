@@ -559,3 +559,336 @@ models:
         );
     }
 }
+
+mod receiver {
+    //! mlflow-webhook end to end: MLflow itself delivers signed webhooks to the handler served
+    //! on loopback; the event feeds validate-model; hostile requests get their status codes and
+    //! emit nothing.
+
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use mlops::adapter::memory::{MemoryBus, MemoryStore};
+    use mlops::adapter::mlflow::MlflowRegistry;
+    use mlops::cli::dev::mlflow::{Mlflow, find_mlflow};
+    use mlops::cli::dev::moto::find_moto;
+    use mlops::cli::dev::webhook::{StaticSecret, serve};
+    use mlops::config::{PipelineConfig, ValidateSettings};
+    use mlops::error::BoxError;
+    use mlops::event::ModelVersionCreated;
+    use mlops::port::ModelRegistry;
+    use mlops::stage::registry::receive::{ReceiverSettings, SecretSource, WebhookReceiver};
+    use mlops::stage::registry::validate::{STATUS_TAG, ValidateModel, Validated};
+    use mlops::stage::registry::webhook::{Headers, Limits, sign};
+    use serde_json::{Value, json};
+
+    use crate::harness::root;
+
+    const CONFIG: &str = r#"
+datasets:
+  tx: {prefix: raw/tx/, format: csv, model: fraud}
+models:
+  fraud:
+    validation:
+      thresholds: {roc_auc: {min: 0.80}}
+"#;
+
+    fn settings(refresh: Duration) -> ReceiverSettings {
+        ReceiverSettings {
+            artifact_bucket: "artifacts".into(),
+            state_prefix: "state/".into(),
+            limits: Limits::default(),
+            secret_refresh: refresh,
+            claim_lease: Duration::from_secs(60),
+        }
+    }
+
+    async fn post(url: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, String) {
+        let mut req = reqwest::Client::new()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await.expect("post");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    fn signed(secret: &[u8], id: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+        vec![
+            ("X-MLflow-Delivery-Id", id.to_owned()),
+            ("X-MLflow-Timestamp", ts.to_string()),
+            (
+                "X-MLflow-Signature",
+                sign(secret, id, &ts.to_string(), body),
+            ),
+        ]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mlflow_delivers_to_the_handler_and_hostile_requests_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mlflow = Mlflow::start(
+            &find_mlflow(&find_moto(Some(&root()))),
+            &dir.path().join("mlflow"),
+        )
+        .await
+        .expect("mlflow starts");
+        let secret = format!("whsec-{}", uuid::Uuid::new_v4());
+        let pipeline = PipelineConfig::from_yaml(CONFIG, "test").expect("config");
+        let receiver = Arc::new(WebhookReceiver::new(
+            pipeline.clone(),
+            settings(Duration::from_secs(60)),
+            StaticSecret(secret.clone().into_bytes()),
+            MlflowRegistry::new(&mlflow.endpoint, |_| None).expect("registry"),
+            MemoryBus::default(),
+            MemoryStore::default(),
+        ));
+        let bus = &receiver.bus;
+        receiver.load_secret().await.expect("secret");
+        let (addr, server) = serve(receiver.clone()).await.expect("serve");
+        let url = format!("http://{addr}/webhook");
+        let api = |p: &str| format!("{}/api/2.0/mlflow/{p}", mlflow.endpoint);
+        let http = reqwest::Client::new();
+        let call = |path: &'static str, body: Value| {
+            let http = http.clone();
+            let url = api(path);
+            async move {
+                let r = http.post(url).json(&body).send().await.expect("mlflow");
+                assert!(r.status().is_success(), "{path}: {}", r.status());
+                r.json::<Value>().await.unwrap_or_default()
+            }
+        };
+        call(
+            "webhooks",
+            json!({
+                "name": "mlops",
+                "url": url,
+                "events": [
+                    {"entity": "MODEL_VERSION", "action": "CREATED"},
+                    {"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"},
+                ],
+                "secret": secret,
+            }),
+        )
+        .await;
+        let exp = call("experiments/create", json!({"name": "fraud"})).await["experiment_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let run = call("runs/create", json!({"experiment_id": exp})).await["run"]["info"]["run_id"]
+            .as_str()
+            .expect("run")
+            .to_owned();
+        call(
+            "runs/log-metric",
+            json!({"run_id": run, "key": "roc_auc", "value": 0.9, "timestamp": 1, "step": 0}),
+        )
+        .await;
+        call(
+            "runs/set-tag",
+            json!({"run_id": run, "key": "mlops.run_id", "value": "run-e2e-1"}),
+        )
+        .await;
+        call("registered-models/create", json!({"name": "fraud"})).await;
+        call(
+            "model-versions/create",
+            json!({"name": "fraud", "source": format!("runs:/{run}/model"), "run_id": run}),
+        )
+        .await;
+        // MLflow delivers asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let created = loop {
+            if let Some(e) = bus
+                .events()
+                .into_iter()
+                .find(|e| e.detail_type == "ModelVersionCreated")
+            {
+                break e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no delivery arrived; see {}",
+                mlflow.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(created.source, "mlops.mlflow-webhook");
+        let detail: ModelVersionCreated =
+            serde_json::from_value(created.detail.clone()).expect("detail");
+        assert_eq!(
+            (detail.model.as_str(), detail.version.as_str()),
+            ("fraud", "1")
+        );
+        assert_eq!(
+            detail.run_id, "run-e2e-1",
+            "run id from the MLflow run's tag"
+        );
+
+        // The event carries the pipeline on: validate-model judges the version.
+        let vsettings = ValidateSettings {
+            pipeline_config: "unused".into(),
+            event_bus: "unused".into(),
+            mlflow_tracking_uri: mlflow.endpoint.clone(),
+            artifact_bucket: "artifacts".into(),
+            processed_prefix: "processed/".into(),
+            state_prefix: "state/".into(),
+            claim_lease: Duration::from_secs(60),
+        };
+        let registry = MlflowRegistry::new(&mlflow.endpoint, |_| None).expect("registry");
+        let vbus = MemoryBus::default();
+        let store = MemoryStore::default();
+        let out = ValidateModel {
+            pipeline: &pipeline,
+            settings: &vsettings,
+            registry: &registry,
+            bus: &vbus,
+            store: &store,
+        }
+        .handle(&detail)
+        .await
+        .expect("validate");
+        assert!(matches!(out, Validated::Passed(_)), "{out:?}");
+        let v = registry
+            .version("fraud", "1")
+            .await
+            .expect("get")
+            .expect("v1");
+        assert_eq!(v.tags.get(STATUS_TAG).map(String::as_str), Some("passed"));
+        // Setting challenger is itself delivered (MODEL_VERSION_ALIAS CREATED).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !bus
+            .events()
+            .iter()
+            .any(|e| e.detail_type == "ModelVersionAliasChanged")
+        {
+            assert!(Instant::now() < deadline, "no alias delivery");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Hostile requests: each refused with its status, nothing emitted.
+        let before = bus.events().len();
+        let now = chrono::Utc::now().timestamp();
+        let body = br#"{"entity":"model_version","action":"created","timestamp":"x","data":{"name":"fraud","version":"7","source":"s3://b/m","run_id":"","tags":{}}}"#;
+        let key = secret.as_bytes();
+        type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, String)>, u16);
+        let cases: Vec<Case> = vec![
+            ("unsigned", body.to_vec(), vec![], 401),
+            (
+                "wrong secret",
+                body.to_vec(),
+                signed(b"not-the-secret", "d-1", now, body),
+                401,
+            ),
+            (
+                "stale",
+                body.to_vec(),
+                signed(key, "d-2", now - 3600, body),
+                401,
+            ),
+            (
+                "future",
+                body.to_vec(),
+                signed(key, "d-3", now + 3600, body),
+                401,
+            ),
+            (
+                "tampered",
+                body.iter()
+                    .map(|b| if *b == b'7' { b'8' } else { *b })
+                    .collect(),
+                signed(key, "d-4", now, body),
+                401,
+            ),
+            (
+                "not JSON",
+                b"not json".to_vec(),
+                signed(key, "d-5", now, b"not json"),
+                400,
+            ),
+            (
+                "oversized",
+                vec![b' '; Limits::default().max_body + 1],
+                vec![],
+                413,
+            ),
+        ];
+        for (name, b, h, want) in cases {
+            let (status, text) = post(&url, &b, &h).await;
+            assert_eq!(status, want, "{name}: {text}");
+        }
+        let unknown_model = String::from_utf8_lossy(body).replace("\"fraud\"", "\"other\"");
+        let (status, _) = post(
+            &url,
+            unknown_model.as_bytes(),
+            &signed(key, "d-6", now, unknown_model.as_bytes()),
+        )
+        .await;
+        assert_eq!(status, 202, "a model the pipeline does not have");
+        assert_eq!(
+            bus.events().len(),
+            before,
+            "nothing emitted for any of them"
+        );
+
+        // A replayed delivery (same id) is processed once.
+        let h = signed(key, "d-7", now, body);
+        assert_eq!(post(&url, body, &h).await.0, 202);
+        assert_eq!(post(&url, body, &h).await.0, 200);
+        assert_eq!(bus.events().len(), before + 1);
+        server.abort();
+    }
+
+    /// A secret source that can be rotated and counts its reads.
+    struct Rotating(Mutex<(Vec<u8>, u32)>);
+
+    impl SecretSource for Rotating {
+        async fn secrets(&self) -> Result<Vec<Vec<u8>>, BoxError> {
+            let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            g.1 += 1;
+            Ok(vec![g.0.clone()])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_is_picked_up_at_most_once_a_minute() {
+        let pipeline = PipelineConfig::from_yaml(CONFIG, "test").expect("config");
+        let body = br#"{"entity":"registered_model","action":"created","data":{"name":"fraud"}}"#;
+        let now = chrono::Utc::now().timestamp();
+        let delivery = |secret: &[u8], id: &str| {
+            let ts = now.to_string();
+            (id.to_owned(), ts.clone(), sign(secret, id, &ts, body))
+        };
+        for (refresh, picked_up) in [(Duration::ZERO, true), (Duration::from_secs(60), false)] {
+            let r = WebhookReceiver::new(
+                pipeline.clone(),
+                settings(refresh),
+                Rotating(Mutex::new((b"old".to_vec(), 0))),
+                MlflowRegistry::new("http://127.0.0.1:9", |_| None).expect("registry"),
+                MemoryBus::default(),
+                MemoryStore::default(),
+            );
+            r.load_secret().await.expect("load");
+            let (id, ts, sig) = delivery(b"old", "a");
+            let h = Headers {
+                delivery_id: Some(&id),
+                timestamp: Some(&ts),
+                signature: Some(&sig),
+            };
+            assert_eq!(r.receive(&h, body, now).await.status, 202);
+            r.secrets.0.lock().expect("lock").0 = b"new".to_vec();
+            let (id, ts, sig) = delivery(b"new", "b");
+            let h = Headers {
+                delivery_id: Some(&id),
+                timestamp: Some(&ts),
+                signature: Some(&sig),
+            };
+            let status = r.receive(&h, body, now).await.status;
+            assert_eq!(status == 202, picked_up, "refresh {refresh:?}: {status}");
+            // Bad signatures never re-read faster than the refresh interval.
+            let reads = r.secrets.0.lock().expect("lock").1;
+            assert_eq!(reads, if picked_up { 2 } else { 1 }, "refresh {refresh:?}");
+        }
+    }
+}

@@ -5,4 +5,5 @@ pub mod demo;
 pub mod mlflow;
 pub mod moto;
 pub mod stack;
+pub mod webhook;
 pub mod worker;

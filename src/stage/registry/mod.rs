@@ -8,5 +8,6 @@
 
 pub mod gate;
 pub mod poll;
+pub mod receive;
 pub mod validate;
 pub mod webhook;
