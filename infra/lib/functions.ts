@@ -71,6 +71,27 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     access: () => [{ kind: 'putEvents' }],
   },
   {
+    name: 'mlflow-webhook',
+    description: 'Verifies signed MLflow model-registry webhooks (HMAC-SHA256, timestamp skew, delivery ids once); emits ModelVersionCreated/TagSet/AliasChanged',
+    crate: 'functions/mlflow-webhook',
+    memoryMb: 256,
+    timeoutSeconds: 15,
+    webhook: { signedBy: 'mlflowWebhookSecret' },
+    secrets: ['mlflowWebhookSecret'],
+    bundlePipelineConfig: true,
+    parameters: ['mlflowUrl'],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+    }),
+    access: () => [
+      // Delivery-id markers (processed once).
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}mlflow-webhook/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}mlflow-webhook/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'validate-model',
     description: "Judges a new model version against its model's validation gate and the champion; tags the verdict, moves the challenger alias; emits ModelValidated/ModelRejected",
     crate: 'functions/validate-model',

@@ -55,7 +55,7 @@ describe('functions', () => {
     const assembly = (stack.node.root as App).synth();
     const fns = template.findResources('AWS::Lambda::Function');
     const bundling = FUNCTIONS.filter((spec) => spec.bundlePipelineConfig).map((spec) => spec.name);
-    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'validate-model', 'registry-poller']);
+    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'validate-model', 'registry-poller']);
     for (const spec of FUNCTIONS) {
       const f = fns[logicalId(fnOf(spec.name).fn)].Properties;
       const assetDir = path.join(assembly.directory, `asset.${String(f.Code.S3Key).replace(/\.zip$/, '')}`);
@@ -253,7 +253,7 @@ describe('least privilege', () => {
       roles.forEach((r) => putters.add(r));
     }
     expect([...putters].sort()).toEqual(
-      ['data-arrival', 'launch-training', 'training-watch', 'validate-model', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
+      ['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'validate-model', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
     );
   });
 
@@ -284,11 +284,16 @@ describe('secrets', () => {
     expect(names.sort()).toEqual(Object.values(SECRETS).map((s) => `mlops/${s.name}`).sort());
   });
 
-  test('no function reads any secret yet, and every secret denies its value to everyone', () => {
+  test('only mlflow-webhook reads a secret (its own), and every other secret denies its value to everyone', () => {
+    const webhookPolicy = logicalId(fnOf('mlflow-webhook').role);
     for (const s of allStatements(template)) {
-      if (s.statement.Effect === 'Allow') expect(actionsOf(s.statement)).not.toContain('secretsmanager:GetSecretValue');
+      if (s.statement.Effect !== 'Allow' || !actionsOf(s.statement).includes('secretsmanager:GetSecretValue')) continue;
+      const roles = (template.findResources('AWS::IAM::Policy')[s.resource].Properties.Roles as { Ref: string }[]).map((r) => r.Ref);
+      expect(roles).toEqual([webhookPolicy]);
+      expect(s.statement.Resource).toEqual({ Ref: logicalId(stack.secrets.mlflowWebhookSecret) });
     }
-    for (const secret of Object.values(stack.secrets)) {
+    for (const [id, secret] of Object.entries(stack.secrets)) {
+      if (id === 'mlflowWebhookSecret') continue;
       template.hasResourceProperties('AWS::SecretsManager::ResourcePolicy', {
         SecretId: { Ref: logicalId(secret) },
         ResourcePolicy: {
@@ -414,12 +419,18 @@ describe('operations', () => {
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties as Json);
     for (const f of stack.functions.values()) {
       const fnRef = { Ref: logicalId(f.fn) };
+      // A Function URL answers its caller directly: no queue, no DLQ (errors and throttles only).
+      const hasDlq = f.deadLetterQueue !== undefined;
       for (const metric of ['Errors', 'Throttles']) {
         const hits = alarms.filter(
           (a) => a.MetricName === metric && JSON.stringify(a.Dimensions) === JSON.stringify([{ Name: 'FunctionName', Value: fnRef }]),
         );
         expect([f.spec.name, metric, hits.length]).toEqual([f.spec.name, metric, 1]);
         expect(hits[0]).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+      }
+      if (!hasDlq) {
+        expect(f.spec.webhook).toBeDefined();
+        continue;
       }
       const dlq = alarms.filter(
         (a) =>
@@ -448,7 +459,7 @@ describe('operations', () => {
         'TrainingWatchDeadLetterQueueUrl',
       ]),
     );
-    expect(outputs.filter((o) => o.endsWith('WebhookUrl'))).toEqual([]);
+    expect(outputs.filter((o) => o.endsWith('WebhookUrl'))).toEqual(['MlflowWebhookWebhookUrl']);
   });
 });
 

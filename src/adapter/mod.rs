@@ -8,3 +8,4 @@ pub mod local_exec;
 pub mod memory;
 pub mod mlflow;
 pub mod s3;
+pub mod secrets;

@@ -496,6 +496,42 @@ impl PollSettings {
     }
 }
 
+/// Settings of the `mlflow-webhook` function.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    pub mlflow_tracking_uri: String,
+    /// Secrets Manager ARN (or name) of the signing secret.
+    pub secret_id: String,
+    /// Delivery-id markers live here.
+    pub artifact_bucket: String,
+    pub state_prefix: String,
+    /// Largest distance between a delivery's timestamp and now.
+    pub max_skew: Duration,
+}
+
+impl WebhookSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let mlflow_tracking_uri = env.required("MLFLOW_TRACKING_URI");
+        let secret_id = env.required("MLFLOW_WEBHOOK_SECRET_ARN");
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let s = WebhookSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            mlflow_tracking_uri,
+            secret_id,
+            artifact_bucket,
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+            max_skew: env.seconds("WEBHOOK_MAX_SKEW_SECONDS", 300)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
 /// Settings of the `ledger` function.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {

@@ -892,3 +892,48 @@ models:
         }
     }
 }
+
+mod secret {
+    //! The webhook secret from Secrets Manager (moto): the current value, and the previous one
+    //! after a rotation, so deliveries signed with either verify during the switch.
+
+    use mlops::adapter::secrets::SecretsManagerSecret;
+    use mlops::stage::registry::receive::SecretSource;
+
+    use crate::harness::{prefix, sdk};
+
+    #[tokio::test]
+    async fn current_and_previous_values() {
+        let sdk = sdk().await;
+        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        let name = format!("{}mlflow-webhook-secret", prefix("secret"));
+        let arn = sm
+            .create_secret()
+            .name(&name)
+            .secret_string("first")
+            .send()
+            .await
+            .expect("create")
+            .arn()
+            .expect("arn")
+            .to_owned();
+        let source = SecretsManagerSecret::new(sm.clone(), &arn);
+        assert_eq!(
+            source.secrets().await.expect("read"),
+            vec![b"first".to_vec()]
+        );
+        sm.put_secret_value()
+            .secret_id(&arn)
+            .secret_string("second")
+            .send()
+            .await
+            .expect("rotate");
+        assert_eq!(
+            source.secrets().await.expect("read"),
+            vec![b"second".to_vec(), b"first".to_vec()]
+        );
+        let missing = SecretsManagerSecret::new(sm, &format!("{name}-missing"));
+        let e = missing.secrets().await.expect_err("no such secret");
+        assert!(e.to_string().contains("AWSCURRENT"), "{e}");
+    }
+}

@@ -1,0 +1,62 @@
+//! The webhook signing secret from AWS Secrets Manager: `AWSCURRENT`, and `AWSPREVIOUS` while
+//! it exists, so deliveries signed with the old secret keep verifying while the sender is being
+//! switched to the new one.
+
+use aws_sdk_secretsmanager::Client;
+
+use crate::error::BoxError;
+use crate::stage::registry::receive::SecretSource;
+
+pub struct SecretsManagerSecret {
+    client: Client,
+    secret_id: String,
+}
+
+impl SecretsManagerSecret {
+    pub fn new(client: Client, secret_id: &str) -> Self {
+        SecretsManagerSecret {
+            client,
+            secret_id: secret_id.to_owned(),
+        }
+    }
+
+    async fn stage(&self, stage: &str) -> Result<Option<Vec<u8>>, BoxError> {
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage)
+            .send()
+            .await
+        {
+            Ok(v) => Ok(v
+                .secret_string()
+                .map(|s| s.as_bytes().to_vec())
+                .or_else(|| v.secret_binary().map(|b| b.as_ref().to_vec()))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Box::new(e)),
+        }
+    }
+}
+
+impl SecretSource for SecretsManagerSecret {
+    async fn secrets(&self) -> Result<Vec<Vec<u8>>, BoxError> {
+        let current = self
+            .stage("AWSCURRENT")
+            .await?
+            .ok_or_else(|| format!("secret {} has no AWSCURRENT value", self.secret_id))?;
+        let mut out = vec![current];
+        // Best effort: a failure to read the previous value must not refuse current deliveries.
+        if let Ok(Some(prev)) = self.stage("AWSPREVIOUS").await
+            && prev != out[0]
+        {
+            out.push(prev);
+        }
+        Ok(out)
+    }
+}
