@@ -62,6 +62,26 @@ struct Watermark {
     since_ms: i64,
 }
 
+/// The pipeline run a version belongs to: its `mlops.run_id` tag, else that of its MLflow run,
+/// else a fresh run (a version registered by hand starts a run of its own).
+pub async fn run_id_of<R: ModelRegistry>(
+    registry: &R,
+    version_tags: &std::collections::BTreeMap<String, String>,
+    mlflow_run_id: Option<&str>,
+) -> Result<String, RegistryError> {
+    if let Some(r) = version_tags.get(RUN_ID_TAG) {
+        return Ok(r.clone());
+    }
+    Ok(match mlflow_run_id {
+        Some(id) => registry
+            .run(id)
+            .await?
+            .and_then(|r| r.tags.get(RUN_ID_TAG).cloned())
+            .unwrap_or_else(new_run_id),
+        None => new_run_id(),
+    })
+}
+
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -116,18 +136,7 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> RegistryPoller<'_, R, B, S> 
                 self.settings.state_prefix,
                 digest(&[model, &v.version])
             );
-            let run_id = match v.tags.get(RUN_ID_TAG) {
-                Some(r) => r.clone(),
-                None => match &v.mlflow_run_id {
-                    Some(id) => self
-                        .registry
-                        .run(id)
-                        .await?
-                        .and_then(|r| r.tags.get(RUN_ID_TAG).cloned())
-                        .unwrap_or_else(new_run_id),
-                    None => new_run_id(),
-                },
-            };
+            let run_id = run_id_of(self.registry, &v.tags, v.mlflow_run_id.as_deref()).await?;
             match claims.claim(&key, &run_id).await? {
                 Claim::Done { .. } => {}
                 Claim::Busy { .. } => held = true,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::poll::RUN_ID_TAG;
+use super::poll::run_id_of;
 use super::webhook::{Headers, Limits, Payload, Refusal, parse, verify};
 use crate::config::PipelineConfig;
 use crate::error::BoxError;
@@ -201,48 +201,25 @@ impl<K: SecretSource, R: ModelRegistry, B: EventBus, S: ObjectStore> WebhookRece
     /// The pipeline run: the version's `mlops.run_id` tag (in the delivery, on the version, or
     /// on its MLflow run); a fresh one for a version registered by hand.
     async fn run_id(&self, p: &Payload) -> Result<String, BoxError> {
-        let (model, version) = match p {
-            Payload::VersionCreated { tags, .. } => {
-                if let Some((_, r)) = tags.iter().find(|(k, _)| k == RUN_ID_TAG) {
-                    return Ok(r.clone());
-                }
-                match p {
-                    Payload::VersionCreated {
-                        mlflow_run_id: Some(id),
-                        ..
-                    } => {
-                        return Ok(self
-                            .registry
-                            .run(id)
-                            .await?
-                            .and_then(|r| r.tags.get(RUN_ID_TAG).cloned())
-                            .unwrap_or_else(new_run_id));
-                    }
-                    _ => return Ok(new_run_id()),
-                }
+        Ok(match p {
+            Payload::VersionCreated {
+                tags,
+                mlflow_run_id,
+                ..
+            } => {
+                let tags = tags.iter().cloned().collect();
+                run_id_of(&self.registry, &tags, mlflow_run_id.as_deref()).await?
             }
-            Payload::TagSet { model, version, .. } => (model, version),
-            Payload::AliasChanged {
+            Payload::TagSet { model, version, .. }
+            | Payload::AliasChanged {
                 model,
                 version: Some(version),
                 ..
-            } => (model, version),
-            _ => return Ok(new_run_id()),
-        };
-        Ok(match self.registry.version(model, version).await? {
-            Some(v) => match v.tags.get(RUN_ID_TAG) {
-                Some(r) => r.clone(),
-                None => match &v.mlflow_run_id {
-                    Some(id) => self
-                        .registry
-                        .run(id)
-                        .await?
-                        .and_then(|r| r.tags.get(RUN_ID_TAG).cloned())
-                        .unwrap_or_else(new_run_id),
-                    None => new_run_id(),
-                },
+            } => match self.registry.version(model, version).await? {
+                Some(v) => run_id_of(&self.registry, &v.tags, v.mlflow_run_id.as_deref()).await?,
+                None => new_run_id(),
             },
-            None => new_run_id(),
+            _ => new_run_id(),
         })
     }
 
