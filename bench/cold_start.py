@@ -35,6 +35,10 @@ def sqs_batch(body: dict) -> dict:
 S3_ELSEWHERE = {"version": "0", "id": "e", "detail-type": "Object Created", "source": "aws.s3",
                 "detail": {"bucket": {"name": "b"}, "object": {"key": "not-a-dataset/x.csv", "etag": "e", "size": 1}}}
 NOT_OURS = {"version": "0", "id": "e", "detail-type": "Something", "source": "other.app", "detail": {}}
+# A version of a model without a validation block: validate-model answers without calling MLflow.
+NO_GATE = {"version": "0", "id": "e", "detail-type": "ModelVersionCreated", "source": "mlops.registry-poller",
+           "detail": {"schema_version": "1", "run_id": "run-1", "model": "not-in-the-config", "version": "1",
+                      "source": "models:/m-1", "delivery_id": "d"}}
 
 FUNCTIONS = {
     "data-arrival": (sqs_batch(S3_ELSEWHERE), {"ARTIFACT_BUCKET": "a", "EVENT_BUS_NAME": "mlops",
@@ -42,6 +46,8 @@ FUNCTIONS = {
     "ledger": (sqs_batch(NOT_OURS), {"ARTIFACT_BUCKET": "a"}),
     "launch-training": (sqs_batch(NOT_OURS), {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
                                               "CLUSTER_NAME": "ml-prod", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
+    "validate-model": (sqs_batch(NO_GATE), {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+                                            "ARTIFACT_BUCKET": "a", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
 }
 
 
