@@ -74,25 +74,20 @@ pub struct ValidateModel<'a, R, B, S> {
 }
 
 impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
-    pub async fn handle(&self, e: &ModelVersionCreated) -> Result<Validated, ValidateError> {
-        let Some(cfg) = self
-            .pipeline
+    fn gate(&self, model: &str) -> Option<&crate::config::ValidationConfig> {
+        self.pipeline
             .models
-            .get(&e.model)
+            .get(model)
             .and_then(|m| m.validation.as_ref())
-        else {
+    }
+
+    pub async fn handle(&self, e: &ModelVersionCreated) -> Result<Validated, ValidateError> {
+        let Some(cfg) = self.gate(&e.model) else {
             return Ok(Validated::NoGate);
         };
         let (model, version) = (e.model.as_str(), e.version.as_str());
         let Some(v) = self.registry.version(model, version).await? else {
-            return self
-                .emit(rejected(
-                    e,
-                    None,
-                    vec![],
-                    "the version does not exist in the registry (deleted?)".into(),
-                ))
-                .await;
+            return self.emit(missing_version(e)).await;
         };
         if let Some(status) = v.tags.get(STATUS_TAG) {
             return Ok(Validated::AlreadyDone(status.clone()));
@@ -160,22 +155,12 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
     /// `NoGate` for a model without a `validation` block, a rejection for a version that does
     /// not exist.
     pub async fn evaluate(&self, e: &ModelVersionCreated) -> Result<Validated, ValidateError> {
-        let Some(cfg) = self
-            .pipeline
-            .models
-            .get(&e.model)
-            .and_then(|m| m.validation.as_ref())
-        else {
+        let Some(cfg) = self.gate(&e.model) else {
             return Ok(Validated::NoGate);
         };
         match self.registry.version(&e.model, &e.version).await? {
             Some(v) => self.verdict(e, cfg, &v).await,
-            None => Ok(rejected(
-                e,
-                None,
-                vec![],
-                "the version does not exist in the registry (deleted?)".into(),
-            )),
+            None => Ok(missing_version(e)),
         }
     }
 
@@ -356,6 +341,11 @@ impl<R: ModelRegistry, B: EventBus, S: ObjectStore> ValidateModel<'_, R, B, S> {
         }
         Ok(None)
     }
+}
+
+fn missing_version(e: &ModelVersionCreated) -> Validated {
+    let reason = "the version does not exist in the registry (deleted?)";
+    rejected(e, None, vec![], reason.into())
 }
 
 fn rejected(
