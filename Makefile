@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-.PHONY: help venv demo test test-rust test-infra lint schemas bench lambda-build cold-start
+.PHONY: help venv demo up test test-rust test-infra lint schemas bench lambda-build cold-start
 
 help: ## List the recipes
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -14,6 +14,9 @@ venv: ## Create/refresh the Python virtualenv (.venv) with the pinned tools from
 
 demo: venv ## Run the local pipeline end to end: moto, functions in-process, a sample dataset, its timeline
 	$(CARGO) run --quiet --bin mlops -- dev demo
+
+up: venv ## The demo's local stack left running for use by hand (endpoints, then events as they happen) until Ctrl-C
+	$(CARGO) run --quiet --bin mlops -- dev up
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

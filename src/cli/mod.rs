@@ -117,6 +117,9 @@ enum DevCommand {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Start the same stack and leave it running until Ctrl-C: prints the S3, MLflow and
+    /// webhook endpoints, then each pipeline event as it happens.
+    Up,
 }
 
 #[derive(Subcommand)]
@@ -246,5 +249,8 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Dev {
             command: DevCommand::Demo { data },
         } => dev::demo::run(data.as_deref()).await,
+        Command::Dev {
+            command: DevCommand::Up,
+        } => dev::up::run().await,
     }
 }

@@ -9,7 +9,7 @@ pub fn render(run_id: &str, entries: &[Entry]) -> String {
     for e in entries {
         let _ = writeln!(
             out,
-            "  {}  {:<22} {:<24} {}",
+            "  {}  {:<22} {:<26} {}",
             e.time,
             e.source,
             e.detail_type,
@@ -17,6 +17,20 @@ pub fn render(run_id: &str, entries: &[Entry]) -> String {
         );
     }
     out
+}
+
+/// One event as it happens, with its run (what `mlops dev up` prints).
+pub fn event_line(
+    time: &str,
+    run_id: &str,
+    source: &str,
+    detail_type: &str,
+    detail: &serde_json::Value,
+) -> String {
+    format!(
+        "{time}  {run_id}  {source:<22} {detail_type:<26} {}",
+        summary(detail_type, detail)
+    )
 }
 
 /// The fields worth a glance for each detail-type.
@@ -90,6 +104,25 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
             }
             line
         }
+        "ModelVersionTagSet" => {
+            let value = s("value");
+            let short: String = value.chars().take(48).collect();
+            let more = if short.len() < value.len() { "…" } else { "" };
+            format!(
+                "model={} version={} {}={short}{more}",
+                s("model"),
+                s("version"),
+                s("key")
+            )
+        }
+        "ModelVersionAliasChanged" => format!(
+            "model={} alias={} version={}",
+            s("model"),
+            s("alias"),
+            d.get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("(deleted)")
+        ),
         "TrainingJobFailed" | "TrainingJobStalled" => format!(
             "model={} workload={} reason={}: {}",
             s("model"),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use mlops::adapter::{aws, eventbridge::EventBridgeBus, s3::S3Store};
-use mlops::cli::dev::demo::DevFunctions;
+use mlops::cli::dev::local::DevFunctions;
 use mlops::cli::dev::stack::Stack;
 use mlops::cli::dev::worker::poll_once;
 use mlops::config::PipelineConfig;
@@ -302,11 +302,189 @@ async fn a_message_that_keeps_failing_ends_in_the_dlq() {
     }
 }
 
-#[tokio::test]
-async fn the_demo_runs_data_arrival_through_training_to_a_validated_version() {
-    // The README's main command, in-process: moto, MLflow, the functions, the local executor,
-    // the registry poller and validate-model. It fails unless the run reaches a verdict.
-    mlops::cli::dev::demo::run(None)
-        .await
-        .expect("demo ends in ModelValidated");
+#[test]
+fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
+    // The README's main command: moto, MLflow with the webhook registered on it, the functions,
+    // the local executor, the poller and validate-model. The first version is judged on
+    // thresholds alone, the second against the first as champion.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+        .args(["dev", "demo"])
+        .current_dir(root())
+        .output()
+        .expect("mlops dev demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gates: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("validation gate of fraud-detection"))
+        .collect();
+    assert_eq!(gates.len(), 2, "{stdout}");
+    assert!(gates[0].contains("v1 (no champion"), "{stdout}");
+    assert!(gates[1].contains("v2 (against champion v1"), "{stdout}");
+    assert!(stdout.contains("roc_auc vs champion"), "{stdout}");
+    // MLflow itself delivered signed webhooks: created, the verdict's tags, the alias.
+    for t in [
+        "ModelVersionCreated",
+        "ModelVersionTagSet",
+        "ModelVersionAliasChanged",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("mlops.mlflow-webhook") && l.contains(t)),
+            "no {t} from the webhook: {stdout}"
+        );
+    }
+    // Webhook and poller both report each version; the gate judges it once.
+    let verdicts = stdout
+        .lines()
+        .filter(|l| l.contains("mlops.validate-model") && l.contains("version=2"))
+        .count();
+    assert_eq!(verdicts, 1, "{stdout}");
+}
+
+#[test]
+fn dev_up_prints_usable_endpoints_streams_events_and_stops_on_sigint() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+        .args(["dev", "up"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mlops dev up starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |pred: &dyn Fn(&str) -> bool, what: &str, secs: u64| -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {secs} s; output so far:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    };
+    let mlflow = wait_for(
+        &|l| l.trim_start().starts_with("MLflow UI"),
+        "MLflow UI line",
+        120,
+    );
+    let mlflow = mlflow
+        .split_whitespace()
+        .nth(2)
+        .expect("MLflow URL")
+        .to_owned();
+    let webhook = wait_for(
+        &|l| l.trim_start().starts_with("webhook"),
+        "webhook line",
+        5,
+    );
+    assert!(webhook.contains("http://127.0.0.1:"), "{webhook}");
+    // The printed `aws s3 cp` line, taken apart and replayed with the SDK (no aws CLI here).
+    let cp = wait_for(&|l| l.contains("aws s3 cp"), "aws s3 cp line", 5);
+    let words: Vec<&str> = cp.split_whitespace().collect();
+    let dest = words
+        .iter()
+        .find_map(|w| w.strip_prefix("s3://"))
+        .expect("destination");
+    let (bucket, key) = dest.split_once('/').expect("bucket/key");
+    let endpoint = words
+        .iter()
+        .position(|w| *w == "--endpoint-url")
+        .and_then(|i| words.get(i + 1))
+        .expect("endpoint");
+    assert_eq!(
+        words[words.iter().position(|w| *w == "cp").expect("cp") + 1],
+        "samples/data/transactions.csv"
+    );
+    wait_for(
+        &|l| l.contains("Events as they happen"),
+        "the events header",
+        5,
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let sdk = aws::local(endpoint).await;
+        aws::s3_client(&sdk)
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(
+                std::fs::read(root().join("samples/data/transactions.csv")).expect("sample"),
+            ))
+            .send()
+            .await
+            .expect("the printed destination accepts the upload");
+    });
+    wait_for(&|l| l.contains("DatasetReady"), "DatasetReady", 60);
+    wait_for(
+        &|l| l.contains("TrainingJobSubmitted"),
+        "TrainingJobSubmitted",
+        60,
+    );
+    let verdict = wait_for(
+        &|l| l.contains("ModelValidated") || l.contains("ModelRejected"),
+        "a verdict",
+        180,
+    );
+    assert!(
+        verdict.contains("model=fraud-detection version=1"),
+        "{verdict}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("mlops.mlflow-webhook") && l.contains("ModelVersionCreated")),
+        "MLflow's webhook reached the receiver: {}",
+        seen.join("\n")
+    );
+    // The MLflow UI the stack printed answers.
+    rt.block_on(async {
+        let r = reqwest::get(format!("{mlflow}/health"))
+            .await
+            .expect("mlflow");
+        assert!(r.status().is_success());
+    });
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("dev up exits");
+    assert!(status.success(), "exit {status}");
+    let rest: Vec<String> = rx.iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains("stopping the local stack")),
+        "{}",
+        rest.join("\n")
+    );
+    // The services went with it.
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while reqwest::get(format!("{mlflow}/health")).await.is_ok() {
+            assert!(Instant::now() < deadline, "MLflow outlived dev up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }

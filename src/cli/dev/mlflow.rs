@@ -100,3 +100,33 @@ impl Drop for Mlflow {
         let _ = self.child.wait();
     }
 }
+
+/// Registers a webhook on the server for the events the `mlflow-webhook` receiver handles
+/// (CONTRACTS §6: `POST /api/2.0/mlflow/webhooks`), signed with `secret`.
+pub async fn register_webhook(endpoint: &str, url: &str, secret: &str) -> anyhow::Result<()> {
+    let events = [
+        ("MODEL_VERSION", "CREATED"),
+        ("MODEL_VERSION_TAG", "SET"),
+        ("MODEL_VERSION_ALIAS", "CREATED"),
+        ("MODEL_VERSION_ALIAS", "DELETED"),
+    ]
+    .map(|(entity, action)| serde_json::json!({"entity": entity, "action": action}));
+    let resp = reqwest::Client::new()
+        .post(format!("{endpoint}/api/2.0/mlflow/webhooks"))
+        .json(&serde_json::json!({
+            "name": "mlops-dev",
+            "url": url,
+            "events": events,
+            "secret": secret,
+        }))
+        .send()
+        .await?;
+    let status = resp.status();
+    if !status.is_success() {
+        bail!(
+            "registering the webhook on MLflow: {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}

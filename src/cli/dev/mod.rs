@@ -2,8 +2,10 @@
 //! deployment from `events/routes.json`, with the functions run in-process against it.
 
 pub mod demo;
+pub mod local;
 pub mod mlflow;
 pub mod moto;
 pub mod stack;
+pub mod up;
 pub mod webhook;
 pub mod worker;

@@ -1,0 +1,373 @@
+//! The local stack shared by `mlops dev demo` and `mlops dev up`: moto provisioned from
+//! `events/routes.json`, a real MLflow server with a webhook registered on it (a generated
+//! secret, delivered to the same receiver the `mlflow-webhook` Lambda runs, served on a loopback
+//! port), and every function run in-process against its queue.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+
+use super::mlflow::{Mlflow, find_mlflow};
+use super::moto::{Moto, find_moto};
+use super::stack::{Routes, Stack, StackSpec, provision};
+use super::webhook::{StaticSecret, serve};
+use super::worker::poll_once;
+use crate::adapter::local_exec::LocalCluster;
+use crate::adapter::mlflow::MlflowRegistry;
+use crate::adapter::{aws, eventbridge::EventBridgeBus, s3::S3Store};
+use crate::cli::{ROUTES_JSON, timeline};
+use crate::config::{
+    LedgerSettings, PipelineConfig, PollSettings, TrainingSettings, ValidateSettings,
+};
+use crate::lambda::sqs::EventHandler;
+use crate::lambda::{
+    data_arrival::DataArrivalFn, launch_training::LaunchTrainingFn, ledger::LedgerFn,
+    registry_poller::RegistryPollerFn, training_watch::TrainingWatchFn,
+    validate_model::ValidateModelFn,
+};
+use crate::stage::data_arrival::Settings;
+use crate::stage::registry::receive::{ReceiverSettings, WebhookReceiver};
+use crate::stage::registry::webhook::Limits;
+
+/// The pipeline config the local stack runs (the sample's, bundled into the binary).
+pub const SAMPLE_PIPELINE: &str = include_str!("../../../samples/pipeline.yaml");
+
+/// The ledger's handler, echoing each recorded event as one line when `on` (for `mlops dev up`).
+pub struct Echo<H> {
+    pub inner: H,
+    pub on: bool,
+}
+
+impl<H: EventHandler> EventHandler for Echo<H> {
+    type Error = H::Error;
+    const NAME: &'static str = H::NAME;
+
+    async fn handle(
+        &self,
+        event: &EventBridgeEvent<serde_json::Value>,
+    ) -> Result<String, H::Error> {
+        let summary = self.inner.handle(event).await?;
+        if self.on {
+            let line = timeline::event_line(
+                &event
+                    .time
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default(),
+                event.detail["run_id"].as_str().unwrap_or("-"),
+                &event.source,
+                &event.detail_type,
+                &event.detail,
+            );
+            // A closed stdout must not fail the ledger; the record is already written.
+            let _ = crate::cli::stdout(&(line + "\n"));
+        }
+        Ok(summary)
+    }
+}
+
+/// The functions of the dev stack, wired to one moto.
+pub struct DevFunctions {
+    pub data_arrival: DataArrivalFn<S3Store, EventBridgeBus>,
+    pub ledger: Echo<LedgerFn<S3Store>>,
+}
+
+/// The training functions of the dev stack: the local executor stands in for EKS, and a real
+/// MLflow server for the tracking server and registry.
+pub struct DevTraining {
+    pub launch: LaunchTrainingFn<Arc<LocalCluster>, EventBridgeBus>,
+    pub watch: TrainingWatchFn<Arc<LocalCluster>, MlflowRegistry, EventBridgeBus>,
+}
+
+impl DevTraining {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        stack: &Stack,
+        pipeline: PipelineConfig,
+        moto: &str,
+        mlflow: &str,
+        root: &Path,
+        logs: &Path,
+    ) -> anyhow::Result<DevTraining> {
+        let python = root.join(".venv/bin/python");
+        // The trainer reads s3:// URIs from moto with boto3, which honours AWS_ENDPOINT_URL.
+        let env = [
+            ("AWS_ENDPOINT_URL", moto),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("MLFLOW_DISABLE_TELEMETRY", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let cluster = Arc::new(LocalCluster::new(
+            &pipeline,
+            root.to_owned(),
+            python,
+            env,
+            logs.to_owned(),
+        ));
+        let settings = TrainingSettings {
+            pipeline_config: "samples/pipeline.yaml".into(),
+            event_bus: stack.bus.clone(),
+            mlflow_tracking_uri: mlflow.to_owned(),
+            cluster_name: "local".into(),
+            training_namespace: "training".into(),
+            stall_after: Duration::from_secs(1800),
+        };
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus);
+        Ok(DevTraining {
+            launch: LaunchTrainingFn {
+                pipeline: pipeline.clone(),
+                settings: settings.clone(),
+                cluster: cluster.clone(),
+                bus: bus.clone(),
+            },
+            watch: TrainingWatchFn {
+                pipeline,
+                registry: MlflowRegistry::new(mlflow, |_| None)?,
+                settings,
+                cluster,
+                bus,
+            },
+        })
+    }
+
+    /// One round: the launch queue, then a watch tick.
+    pub async fn pump(&self, sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<usize> {
+        let (n, _) = poll_once(sqs, &stack.queue("launch-training")?.url, &self.launch, 0).await?;
+        let report = self.watch.tick().await?;
+        Ok(n + report.emitted.len())
+    }
+}
+
+/// The registry stage's queue- and schedule-driven functions: the poller and validate-model,
+/// against the same MLflow server (the webhook receiver is [`LocalStack::webhook`]).
+pub struct DevRegistry {
+    pub poller: RegistryPollerFn<MlflowRegistry, EventBridgeBus, S3Store>,
+    pub validate: ValidateModelFn<MlflowRegistry, EventBridgeBus, S3Store>,
+}
+
+impl DevRegistry {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        stack: &Stack,
+        pipeline: PipelineConfig,
+        mlflow: &str,
+    ) -> anyhow::Result<DevRegistry> {
+        let store = S3Store::new(aws::s3_client(sdk));
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus);
+        Ok(DevRegistry {
+            poller: RegistryPollerFn {
+                pipeline: pipeline.clone(),
+                settings: PollSettings {
+                    pipeline_config: "samples/pipeline.yaml".into(),
+                    event_bus: stack.bus.clone(),
+                    mlflow_tracking_uri: mlflow.to_owned(),
+                    artifact_bucket: stack.artifact_bucket.clone(),
+                    state_prefix: "state/".into(),
+                    lookback: Duration::from_secs(3600),
+                    claim_lease: Duration::from_secs(60),
+                },
+                registry: MlflowRegistry::new(mlflow, |_| None)?,
+                bus: bus.clone(),
+                store: store.clone(),
+            },
+            validate: ValidateModelFn {
+                pipeline,
+                settings: ValidateSettings {
+                    pipeline_config: "samples/pipeline.yaml".into(),
+                    event_bus: stack.bus.clone(),
+                    mlflow_tracking_uri: mlflow.to_owned(),
+                    artifact_bucket: stack.artifact_bucket.clone(),
+                    processed_prefix: "processed/".into(),
+                    state_prefix: "state/".into(),
+                    claim_lease: Duration::from_secs(60),
+                },
+                registry: MlflowRegistry::new(mlflow, |_| None)?,
+                bus,
+                store,
+            },
+        })
+    }
+
+    /// One round: a poller tick, then the validate-model queue.
+    pub async fn pump(&self, sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<usize> {
+        let report = self.poller.tick().await?;
+        let (n, _) = poll_once(sqs, &stack.queue("validate-model")?.url, &self.validate, 0).await?;
+        Ok(report.emitted.len() + n)
+    }
+}
+
+impl DevFunctions {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        stack: &Stack,
+        pipeline: PipelineConfig,
+        work_dir: &Path,
+    ) -> DevFunctions {
+        let store = S3Store::new(aws::s3_client(sdk));
+        DevFunctions {
+            data_arrival: DataArrivalFn {
+                pipeline,
+                settings: Settings {
+                    artifact_bucket: stack.artifact_bucket.clone(),
+                    processed_prefix: "processed/".into(),
+                    state_prefix: "state/".into(),
+                    work_dir: work_dir.to_owned(),
+                    claim_lease: Duration::from_secs(60),
+                    limits: Default::default(),
+                },
+                store: store.clone(),
+                bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus),
+            },
+            ledger: Echo {
+                inner: LedgerFn {
+                    settings: LedgerSettings {
+                        artifact_bucket: stack.artifact_bucket.clone(),
+                        ledger_prefix: "ledger/".into(),
+                    },
+                    store,
+                },
+                on: false,
+            },
+        }
+    }
+
+    /// One round over every function's queue; returns how many messages were handled.
+    pub async fn pump(&self, sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<usize> {
+        let (a, _) = poll_once(
+            sqs,
+            &stack.queue("data-arrival")?.url,
+            &self.data_arrival,
+            0,
+        )
+        .await?;
+        let (b, _) = poll_once(sqs, &stack.queue("ledger")?.url, &self.ledger, 0).await?;
+        Ok(a + b)
+    }
+}
+
+/// The `mlflow-webhook` receiver of the local stack.
+pub type DevWebhook = WebhookReceiver<StaticSecret, MlflowRegistry, EventBridgeBus, S3Store>;
+
+/// Everything `mlops dev demo` and `mlops dev up` run. Dropping it stops the servers.
+pub struct LocalStack {
+    pub sdk: aws_config::SdkConfig,
+    pub stack: Stack,
+    pub routes: Routes,
+    pub pipeline: PipelineConfig,
+    pub functions: DevFunctions,
+    pub training: DevTraining,
+    pub registry: DevRegistry,
+    pub webhook: Arc<DevWebhook>,
+    /// Where MLflow delivers its webhooks (`http://127.0.0.1:PORT/mlflow-webhook`).
+    pub webhook_url: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub logs: PathBuf,
+    server: tokio::task::JoinHandle<()>,
+    pub mlflow: Mlflow,
+    pub moto: Moto,
+    // Last: the servers above keep their files here until they stop.
+    pub work: tempfile::TempDir,
+}
+
+impl LocalStack {
+    /// Starts moto and MLflow from the project's `.venv`, provisions the stack under `prefix`,
+    /// serves the webhook receiver and registers it on MLflow with a fresh secret.
+    pub async fn start(prefix: &str) -> anyhow::Result<LocalStack> {
+        let moto_bin = find_moto(None);
+        let root = moto_bin
+            .ancestors()
+            .nth(3)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into());
+        let moto = Moto::start(&moto_bin)?;
+        let work = tempfile::tempdir()?;
+        let mlflow = Mlflow::start(&find_mlflow(&moto_bin), &work.path().join("mlflow")).await?;
+        let sdk = aws::local(&moto.endpoint).await;
+        let routes = Routes::parse(ROUTES_JSON)?;
+        let spec = StackSpec {
+            prefix: prefix.into(),
+            max_receive_count: 3,
+            visibility_timeout_secs: 2,
+        };
+        let stack = provision(&sdk, &spec, &routes).await?;
+        let pipeline = PipelineConfig::from_yaml(SAMPLE_PIPELINE, "samples/pipeline.yaml")?;
+        let functions = DevFunctions::new(&sdk, &stack, pipeline.clone(), work.path());
+        let logs = work.path().join("training-logs");
+        let registry = DevRegistry::new(&sdk, &stack, pipeline.clone(), &mlflow.endpoint)?;
+        let training = DevTraining::new(
+            &sdk,
+            &stack,
+            pipeline.clone(),
+            &moto.endpoint,
+            &mlflow.endpoint,
+            &root,
+            &logs,
+        )?;
+
+        // A secret per stack, as an operator would generate for a real server.
+        let secret = format!(
+            "whsec-{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let webhook = Arc::new(WebhookReceiver::new(
+            pipeline.clone(),
+            ReceiverSettings {
+                artifact_bucket: stack.artifact_bucket.clone(),
+                state_prefix: "state/".into(),
+                limits: Limits::default(),
+                secret_refresh: Duration::from_secs(60),
+                claim_lease: Duration::from_secs(60),
+            },
+            StaticSecret(secret.clone().into_bytes()),
+            MlflowRegistry::new(&mlflow.endpoint, |_| None)?,
+            EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &stack.bus),
+            S3Store::new(aws::s3_client(&sdk)),
+        ));
+        webhook
+            .load_secret()
+            .await
+            .map_err(|e| anyhow::anyhow!("webhook secret: {e}"))?;
+        let (addr, server): (SocketAddr, _) = serve(webhook.clone()).await?;
+        let webhook_url = format!("http://{addr}/mlflow-webhook");
+        super::mlflow::register_webhook(&mlflow.endpoint, &webhook_url, &secret).await?;
+        Ok(LocalStack {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+            stack,
+            routes,
+            pipeline,
+            functions,
+            training,
+            registry,
+            webhook,
+            webhook_url,
+            logs,
+            server,
+            mlflow,
+            moto,
+            work,
+        })
+    }
+
+    /// One round over every function; returns how many messages and emitted events there were.
+    pub async fn pump(&self) -> anyhow::Result<usize> {
+        let n = self.functions.pump(&self.sqs, &self.stack).await?
+            + self.training.pump(&self.sqs, &self.stack).await?
+            + self.registry.pump(&self.sqs, &self.stack).await?;
+        // Drain the ledger once more so what the others emitted is on the record.
+        Ok(n + self.functions.pump(&self.sqs, &self.stack).await?)
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
