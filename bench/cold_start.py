@@ -6,14 +6,22 @@ loopback port, starts a function's `bootstrap` the way Lambda does (AWS_LAMBDA_R
 AWS_LAMBDA_FUNCTION_* variables), hands it one event and measures, per run: the time from
 process start to the function's response (init + first invocation) and the process's peak RSS.
 The events are ones each function acknowledges without calling AWS, so the figure is the
-function's own start-up, client construction and handling, not network latency.
+function's own start-up, client construction and handling, not network latency; the one
+exception is mlflow-webhook, which reads its secret from Secrets Manager at cold start (from a moto
+server this script starts) and then answers a correctly signed delivery for a model outside the
+config (202). registry-poller ticks over a config without models.
 
     .venv/bin/python bench/cold_start.py --lambda-dir target/lambda [--runs 5]
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
+import socket
+import tempfile
 import os
 import statistics
 import subprocess
@@ -40,6 +48,50 @@ NO_GATE = {"version": "0", "id": "e", "detail-type": "ModelVersionCreated", "sou
            "detail": {"schema_version": "1", "run_id": "run-1", "model": "not-in-the-config", "version": "1",
                       "source": "models:/m-1", "delivery_id": "d"}}
 
+WEBHOOK_SECRET = b"cold-start-secret"
+NO_MODELS = Path(tempfile.mkdtemp()) / "no-models.yaml"
+NO_MODELS.write_text("datasets: {}\nmodels: {}\n")
+
+
+def function_url_request() -> dict:
+    """A Function URL invocation (payload format 2.0) carrying a signed MLflow delivery."""
+    body = json.dumps({"entity": "model_version", "action": "created", "timestamp": "2026-12-03T00:00:00Z",
+                       "data": {"name": "not-in-the-config", "version": "1", "source": "models:/m-1",
+                                "run_id": "r", "tags": {}}})
+    delivery, ts = "cold-start-1", str(int(time.time()))
+    mac = hmac.new(WEBHOOK_SECRET, f"{delivery}.{ts}.{body}".encode(), hashlib.sha256).digest()
+    return {"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+            "headers": {"content-type": "application/json", "x-mlflow-delivery-id": delivery,
+                        "x-mlflow-timestamp": ts, "x-mlflow-signature": "v1," + base64.b64encode(mac).decode()},
+            "requestContext": {"accountId": "anonymous", "apiId": "cold", "domainName": "cold.lambda-url.us-east-1.on.aws",
+                               "domainPrefix": "cold", "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
+                                                                "sourceIp": "127.0.0.1", "userAgent": "MLflow"},
+                               "requestId": "req-1", "routeKey": "$default", "stage": "$default",
+                               "time": "03/Dec/2026:00:00:00 +0000", "timeEpoch": int(time.time() * 1000)},
+            "body": body, "isBase64Encoded": False}
+
+
+def start_moto() -> tuple[subprocess.Popen, str, str]:
+    """moto from .venv on a free loopback port, with the webhook's secret in Secrets Manager."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    import boto3  # moto's dependency, in .venv
+    sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    for _ in range(100):
+        try:
+            arn = sm.create_secret(Name="mlflow-webhook", SecretString=WEBHOOK_SECRET.decode())["ARN"]
+            return proc, endpoint, arn
+        except Exception:  # not up yet
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("moto did not start")
+
+
 FUNCTIONS = {
     "data-arrival": (sqs_batch(S3_ELSEWHERE), {"ARTIFACT_BUCKET": "a", "EVENT_BUS_NAME": "mlops",
                                                "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
@@ -48,6 +100,12 @@ FUNCTIONS = {
                                               "CLUSTER_NAME": "ml-prod", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
     "validate-model": (sqs_batch(NO_GATE), {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
                                             "ARTIFACT_BUCKET": "a", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
+    "registry-poller": ({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.scheduler", "detail": {}},
+                        {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "ARTIFACT_BUCKET": "a",
+                         "PIPELINE_CONFIG": str(NO_MODELS)}),
+    # The event and the secret's ARN are filled in by main() (the timestamp must be fresh).
+    "mlflow-webhook": (None, {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+                              "ARTIFACT_BUCKET": "a", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
 }
 
 
@@ -99,12 +157,21 @@ def run_once(bootstrap: Path, event: dict, env: dict) -> tuple[float, int, str]:
     proc = subprocess.Popen([str(bootstrap)], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ok = RuntimeApi.done.wait(30)
     elapsed = time.perf_counter() - start
+    # Peak RSS of the function's own image: VmHWM belongs to the memory map exec created (the
+    # child's rusage would also count the pages it shared with this Python process before exec).
+    peak_kib = 0
+    try:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak_kib = int(line.split()[1])
+    except OSError:
+        pass
     proc.terminate()
-    _, _, rusage = os.wait4(proc.pid, 0)
+    proc.wait()
     server.shutdown()
     if not ok:
         raise SystemExit(f"{bootstrap}: no response within 30 s; stderr: {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, rusage.ru_maxrss, RuntimeApi.response.decode()
+    return elapsed, peak_kib, RuntimeApi.response.decode()
 
 
 def main() -> int:
@@ -114,6 +181,8 @@ def main() -> int:
     args = ap.parse_args()
     print("| function | bootstrap (MB) | cold start to first response, median of %d (ms) | peak RSS (MiB) | response |" % args.runs)
     print("|---|---:|---:|---:|---|")
+    moto, endpoint, secret_arn = start_moto()
+    FUNCTIONS["mlflow-webhook"][1].update({"AWS_ENDPOINT_URL": endpoint, "MLFLOW_WEBHOOK_SECRET_ARN": secret_arn})
     for name, (event, env) in FUNCTIONS.items():
         bootstrap = args.lambda_dir / name / "bootstrap"
         if not bootstrap.exists():
@@ -121,10 +190,11 @@ def main() -> int:
             continue
         times, rss, resp = [], [], ""
         for _ in range(args.runs):
-            t, r, resp = run_once(bootstrap, event, env)
+            t, r, resp = run_once(bootstrap, event or function_url_request(), env)
             times.append(t * 1000)
             rss.append(r / 1024)
         print(f"| {name} | {bootstrap.stat().st_size / 1e6:.1f} | {statistics.median(times):.1f} | {max(rss):.1f} | `{resp[:60]}` |")
+    moto.kill()
     return 0
 
 

@@ -2,7 +2,9 @@
 //! dedupe claim + PutEvents + record) over N signed deliveries, p50/p99, against the local stack
 //! (moto S3 for the delivery markers, moto EventBridge for the bus), and the same handler with
 //! in-memory store and bus to separate the emulator's own time. Also the receiver's start-up
-//! (building it and reading the secret).
+//! (building it and reading the secret). Then the baseline a team would otherwise write, a Python
+//! handler doing the same calls with boto3 (`bench/webhook_baseline.py`), timed by the same client
+//! against the same moto in the same run; its start-up is the interpreter's, imports and clients.
 //!
 //!     cargo run --release --example webhook_bench -- [N]      (default 1000; needs .venv)
 
@@ -37,17 +39,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn run<R, B, S>(name: &str, receiver: WebhookReceiver<StaticSecret, R, B, S>, n: usize)
-where
-    R: ModelRegistry + 'static,
-    B: EventBus + 'static,
-    S: ObjectStore + 'static,
-{
-    let t = Instant::now();
-    receiver.load_secret().await.expect("secret");
-    let (addr, server) = serve(Arc::new(receiver)).await.expect("serve");
-    let startup = t.elapsed();
-    let url = format!("http://{addr}/webhook");
+/// Posts `n` signed `model_version.created` deliveries to `url` one after another; returns the
+/// latency of each (request sent to response read).
+async fn deliver(url: &str, n: usize) -> Vec<Duration> {
     let http = reqwest::Client::new();
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
@@ -55,12 +49,12 @@ where
         let body = format!(
             r#"{{"entity":"model_version","action":"created","timestamp":"2026-12-03T00:00:00Z","data":{{"name":"fraud","version":"{i}","source":"models:/m-1","run_id":"r","tags":{{"mlops.run_id":"run-bench"}}}}}}"#
         );
-        let id = format!("bench-{i}");
+        let id = format!("bench-{}", uuid::Uuid::new_v4());
         let ts = chrono::Utc::now().timestamp().to_string();
         let sig = sign(SECRET, &id, &ts, body.as_bytes());
         let t = Instant::now();
         let r = http
-            .post(&url)
+            .post(url)
             .header("X-MLflow-Delivery-Id", &id)
             .header("X-MLflow-Timestamp", &ts)
             .header("X-MLflow-Signature", sig)
@@ -71,20 +65,78 @@ where
         let status = r.status().as_u16();
         let _ = r.bytes().await;
         lat.push(t.elapsed());
-        assert_eq!(status, 202, "delivery {i}");
+        assert_eq!(status, 202, "delivery {i} to {url}");
     }
-    server.abort();
+    lat
+}
+
+fn report(name: &str, lat: &[Duration], startup: Duration) {
     // The first deliveries warm the connections: report the warm ones.
-    let mut warm: Vec<Duration> = lat.iter().skip(n / 20).copied().collect();
+    let mut warm: Vec<Duration> = lat.iter().skip(lat.len() / 20).copied().collect();
     warm.sort();
     println!(
-        "{name:<40} n={:<5} p50={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms  start-up={:.2} ms",
+        "{name:<44} n={:<5} p50={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms  start-up={:>7.2} ms",
         warm.len(),
         percentile(&warm, 0.50).as_secs_f64() * 1e3,
         percentile(&warm, 0.99).as_secs_f64() * 1e3,
         warm.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         startup.as_secs_f64() * 1e3,
     );
+}
+
+async fn run<R, B, S>(name: &str, receiver: WebhookReceiver<StaticSecret, R, B, S>, n: usize)
+where
+    R: ModelRegistry + 'static,
+    B: EventBus + 'static,
+    S: ObjectStore + 'static,
+{
+    let t = Instant::now();
+    receiver.load_secret().await.expect("secret");
+    let (addr, server) = serve(Arc::new(receiver)).await.expect("serve");
+    let startup = t.elapsed();
+    let lat = deliver(&format!("http://{addr}/webhook"), n).await;
+    server.abort();
+    report(name, &lat, startup);
+}
+
+/// The Python baseline (bench/webhook_baseline.py) against the same moto, same client.
+async fn run_python(moto: &str, n: usize) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let python = find_moto(None)
+        .parent()
+        .map(|d| d.join("python"))
+        .unwrap_or_else(|| "python3".into());
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new(python)
+        .args([
+            "bench/webhook_baseline.py",
+            "--endpoint",
+            moto,
+            "--bucket",
+            "bench",
+            "--bus",
+            "bench",
+            "--secret",
+            std::str::from_utf8(SECRET)?,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let port = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("webhook_baseline.py exited"))?;
+        if let Some(p) = line.strip_prefix("listening on ") {
+            break p.trim().to_owned();
+        }
+    };
+    let startup = t.elapsed();
+    let lat = deliver(&format!("http://127.0.0.1:{port}/webhook"), n).await;
+    report("Python baseline (boto3), same moto", &lat, startup);
+    child.kill().await?;
+    Ok(())
 }
 
 #[tokio::main]
@@ -131,5 +183,6 @@ async fn main() -> anyhow::Result<()> {
         n,
     )
     .await;
+    run_python(&moto.endpoint, n).await?;
     Ok(())
 }
