@@ -23,6 +23,8 @@ enum Marker {
     },
     Done {
         run_id: String,
+        // data-arrival's markers before it moved onto this module named it `detail_type`.
+        #[serde(alias = "detail_type")]
         outcome: String,
         done_at: String,
     },
@@ -124,5 +126,67 @@ impl<S: ObjectStore> Claims<'_, S> {
         let body =
             serde_json::to_vec(m).map_err(|e| StoreError::io("encode", self.bucket, key, e))?;
         self.store.put(self.bucket, key, body, pre).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::memory::MemoryStore;
+
+    fn claims(store: &MemoryStore) -> Claims<'_, MemoryStore> {
+        Claims {
+            store,
+            bucket: "b",
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_finish_release_and_takeover() {
+        let store = MemoryStore::default();
+        let c = claims(&store);
+        let Claim::Owned { etag, run_id } = c.claim("k", "run-1").await.expect("claim") else {
+            panic!("not owned")
+        };
+        assert_eq!(run_id, "run-1");
+        // A live claim is busy for everyone else, whatever run id they bring.
+        assert!(matches!(
+            c.claim("k", "run-2").await.expect("claim"),
+            Claim::Busy { run_id, .. } if run_id == "run-1"
+        ));
+        // Released: the next delivery takes it at once, under the first run id.
+        c.release("k", &etag, "run-1").await.expect("release");
+        let Claim::Owned { etag, run_id } = c.claim("k", "run-2").await.expect("claim") else {
+            panic!("not owned after release")
+        };
+        assert_eq!(run_id, "run-1");
+        c.finish("k", &etag, &run_id, "DatasetReady")
+            .await
+            .expect("finish");
+        assert_eq!(
+            c.claim("k", "run-3").await.expect("claim"),
+            Claim::Done {
+                run_id: "run-1".into(),
+                outcome: "DatasetReady".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn markers_written_by_data_arrival_before_this_module_still_read_as_done() {
+        let store = MemoryStore::default();
+        let old = br#"{"status":"done","run_id":"run-old","detail_type":"DatasetReady","done_at":"2026-11-30T00:00:00Z"}"#;
+        store
+            .put("b", "k", old.to_vec(), Precondition::Absent)
+            .await
+            .expect("seed");
+        assert_eq!(
+            claims(&store).claim("k", "run-new").await.expect("claim"),
+            Claim::Done {
+                run_id: "run-old".into(),
+                outcome: "DatasetReady".into()
+            }
+        );
     }
 }

@@ -15,8 +15,7 @@ use tracing::{Instrument, info, warn};
 
 mod claim;
 
-use super::now_rfc3339 as now;
-use claim::{Marker, RELEASED};
+use super::claim::{Claim, Claims};
 
 use super::prepare::{self, Manifest, PrepareError, Prepared};
 use crate::config::{DatasetConfig, PipelineConfig};
@@ -24,7 +23,7 @@ use crate::error::{BusError, Classify, ErrorClass, StoreError};
 use crate::event::{
     BusEvent, DatasetReady, DatasetRejected, Reason, S3ObjectDetail, SCHEMA_VERSION, SourceObject,
 };
-use crate::port::{EventBus, ObjectStore, ObjectVersion, Precondition, Written};
+use crate::port::{EventBus, ObjectStore, ObjectVersion, Precondition};
 
 /// Where the stage writes and how it coordinates.
 #[derive(Debug, Clone)]
@@ -149,10 +148,24 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             size: detail.object.size,
         };
         let marker_key = self.marker_key(&source);
-        let Some((run_id, claim_etag)) = self.claim(&marker_key, &source).await? else {
-            let run_id = self.marker_run_id(&marker_key).await?;
-            info!(%run_id, key = %source.key, "object version already handled; duplicate delivery");
-            return Ok(Outcome::Duplicate { run_id });
+        let claims = self.claims();
+        let (run_id, claim_etag) = match claims
+            .claim(&marker_key, &crate::event::new_run_id())
+            .await?
+        {
+            Claim::Owned { etag, run_id } => (run_id, etag),
+            Claim::Done { run_id, .. } => {
+                info!(%run_id, key = %source.key, "object version already handled; duplicate delivery");
+                return Ok(Outcome::Duplicate { run_id });
+            }
+            Claim::Busy { run_id, claimed_at } => {
+                return Err(DataArrivalError::InProgress {
+                    bucket: source.bucket,
+                    key: source.key,
+                    run_id,
+                    claimed_at,
+                });
+            }
         };
         let span = tracing::info_span!("dataset", %run_id, %dataset, key = %source.key);
         match self
@@ -163,18 +176,19 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
                 // Release the claim (keeping the run id) so the retry need not wait out the lease.
-                let released = Marker::Claimed {
-                    run_id: run_id.clone(),
-                    claimed_at: RELEASED.into(),
-                };
-                if let Err(r) = self
-                    .put_marker(&marker_key, &released, Precondition::Matches(claim_etag))
-                    .await
-                {
+                if let Err(r) = claims.release(&marker_key, &claim_etag, &run_id).await {
                     warn!(%run_id, error = %r, "could not release the claim; the retry waits for the lease");
                 }
                 Err(e)
             }
+        }
+    }
+
+    fn claims(&self) -> Claims<'_, S> {
+        Claims {
+            store: self.store,
+            bucket: &self.settings.artifact_bucket,
+            lease: self.settings.claim_lease,
         }
     }
 
@@ -196,27 +210,13 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             source,
         })?;
         self.bus.put(std::slice::from_ref(&event)).await?;
-        let done = Marker::Done {
-            run_id: run_id.to_owned(),
-            detail_type: event.detail_type.clone(),
-            done_at: now(),
-        };
-        match self
-            .put_marker(
-                marker_key,
-                &done,
-                Precondition::Matches(claim_etag.to_owned()),
-            )
+        // The event is out; a failure here must not fail the message (that would emit twice).
+        if let Err(e) = self
+            .claims()
+            .finish(marker_key, claim_etag, run_id, &event.detail_type)
             .await
         {
-            Ok(Written::Ok { .. }) => {}
-            Ok(Written::PreconditionFailed) => {
-                warn!(%run_id, "claim was taken over while this invocation finished")
-            }
-            // The event is out; a failure here must not fail the message (that would emit twice).
-            Err(e) => {
-                warn!(%run_id, error = %e, "event emitted but the claim could not be marked done")
-            }
+            warn!(%run_id, error = %e, "event emitted but the claim could not be marked done");
         }
         Ok(outcome)
     }

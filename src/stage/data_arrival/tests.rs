@@ -200,12 +200,16 @@ async fn expired_claim_is_taken_over_under_the_same_run() {
         version_id: None,
         size: None,
     };
-    let stale = Marker::Claimed {
-        run_id: "run-crashed".into(),
-        claimed_at: "2026-01-01T00:00:00Z".into(),
-    };
-    stage
-        .put_marker(&stage.marker_key(&src), &stale, Precondition::Absent)
+    // A marker as a crashed invocation leaves it (the shape of `stage::claim`'s markers).
+    let stale =
+        br#"{"status":"claimed","run_id":"run-crashed","claimed_at":"2026-01-01T00:00:00Z"}"#;
+    f.store
+        .put(
+            ART,
+            &stage.marker_key(&src),
+            stale.to_vec(),
+            Precondition::Absent,
+        )
         .await
         .expect("seed marker");
     let Outcome::Ready(r) = stage.handle(&ev).await.expect("handled") else {
