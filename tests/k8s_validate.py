@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Validates Kubernetes manifests offline, for the tests of generated training workloads.
+"""Validates Kubernetes manifests offline, for the tests of generated training workloads and of the
+serving manifests (samples/manifests-repo).
 
     tests/k8s_validate.py [--k8s VERSION]... [--schema-only] [--fail-unknown] FILE...
 
@@ -31,7 +32,14 @@ What is checked:
      args, image}` and `spec.initializer.{dataset,model}.env` are validated by wrapping them into
      one container of a `PodTemplate`; by hand: `runtimeRef.name` required, runtimeRef kind/apiGroup,
      numNodes, known fields, name an RFC 1035 label of at most 63 characters.
-3. Semantics the schemas cannot express (skip with --schema-only), from the API server's
+3. Argo CD kinds (argoproj.io/v1alpha1 `Application`, `ApplicationSet`): against the
+   `openAPIV3Schema` of the CRDs copied into tests/data/argocd/ (Argo CD v3.5.1), as the API server
+   would with strict field validation: unknown fields are errors (except under
+   `x-kubernetes-preserve-unknown-fields`), null only where `nullable`, `x-kubernetes-int-or-string`
+   and `x-kubernetes-list-type: set` honoured; `metadata` against the ObjectMeta of the Kubernetes
+   version; metadata.name a DNS-1123 subdomain. All errors are reported. Templated strings (an
+   ApplicationSet's `{{.model}}`) are checked as strings only.
+4. Semantics the schemas cannot express (skip with --schema-only), from the API server's
    validation: Job `restartPolicy` Never/OnFailure (Never with a podFailurePolicy), podFailurePolicy
    rules (action, onExitCodes xor onPodConditions, operator, exit code values, containerName,
    condition status), podReplacementPolicy, non-negative counters; in every pod spec: resource
@@ -39,15 +47,18 @@ What is checked:
    request == limit, tolerations, restart and pull policies, container names; object names.
 
 Not checked: anything that needs a cluster (admission webhooks, quotas, defaulting, immutability,
-whether a runtime or NodePool exists), and field rules of other CRDs (Karpenter, JobSet...).
+whether a runtime or NodePool exists), field rules of other CRDs (Karpenter, JobSet...), and the
+CEL rules (`x-kubernetes-validations`) of CRDs (the Argo CD CRDs have none).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 try:
     import jsonschema
@@ -624,6 +635,105 @@ KUBEFLOW = {
 
 
 # ---------------------------------------------------------------------------------------------
+# Argo CD kinds: the openAPIV3Schema of their CRDs (tests/data/argocd/)
+# ---------------------------------------------------------------------------------------------
+
+CRD_DIR = Path(__file__).resolve().parent / "data" / "argocd"
+CRDS = {
+    ("argoproj.io/v1alpha1", "Application"): "application-crd.yaml",
+    ("argoproj.io/v1alpha1", "ApplicationSet"): "applicationset-crd.yaml",
+}
+_CRD_SCHEMAS: dict = {}
+_CRD_VALIDATORS: dict = {}
+OBJECT_META = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+def _structural(node):
+    """Turns a CRD's OpenAPI v3 (structural) schema, in place, into the JSON schema the API server
+    effectively enforces with strict field validation."""
+    if isinstance(node, list):
+        for item in node:
+            _structural(item)
+        return node
+    if not isinstance(node, dict):
+        return node
+    is_object = node.get("type") == "object"
+    if node.get("x-kubernetes-int-or-string") and "anyOf" not in node:
+        node.pop("type", None)
+        node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") and isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        # OpenAPI 3.0's boolean form -> the numeric form of JSON Schema 2020-12.
+        if isinstance(node.get(exclusive), bool):
+            if node.pop(exclusive) and bound in node:
+                node[exclusive] = node.pop(bound)
+    if node.get("x-kubernetes-list-type") == "set":
+        node["uniqueItems"] = True
+    if is_object and not node.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in node:
+        # The server prunes unknown fields; kubectl's strict field validation reports them.
+        node["additionalProperties"] = False
+    for key in ("properties", "patternProperties"):
+        for sub in (node.get(key) or {}).values():
+            _structural(sub)
+    for key in ("items", "additionalProperties", "not", "anyOf", "allOf", "oneOf"):
+        if isinstance(node.get(key), (dict, list)):
+            _structural(node[key])
+    return node
+
+
+def _crd_schema(api_version: str, kind: str) -> dict:
+    """The served version's openAPIV3Schema of the CRD defining api_version/kind, made strict, with
+    `metadata` pointing at the Kubernetes ObjectMeta. Raises ValueError when it cannot be had."""
+    key = (api_version, kind)
+    if key in _CRD_SCHEMAS:
+        return _CRD_SCHEMAS[key]
+    path = CRD_DIR / CRDS[key]
+    try:
+        with open(path, encoding="utf-8") as f:
+            crd = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot load the CRD {path}: {_short(str(e))}") from e
+    group, _, version = api_version.partition("/")
+    spec = crd.get("spec") if isinstance(crd, dict) else None
+    if not isinstance(spec, dict) or spec.get("group") != group or (spec.get("names") or {}).get("kind") != kind:
+        raise ValueError(f"{path} does not define {api_version} {kind}")
+    served = [v for v in spec.get("versions") or [] if v.get("name") == version and v.get("served", True)]
+    if not served:
+        raise ValueError(f"{path} serves no version {version} of {kind}")
+    schema = _structural(copy.deepcopy(served[0]["schema"]["openAPIV3Schema"]))
+    schema.setdefault("properties", {})["metadata"] = {"$ref": OBJECT_META}
+    _CRD_SCHEMAS[key] = schema
+    return schema
+
+
+def _crd_validator(api_version: str, kind: str, version: str):
+    schema_dir = _schema_dir(version)
+    key = (api_version, kind, schema_dir)
+    if key not in _CRD_VALIDATORS:
+        if schema_dir not in _DEFINITIONS:
+            _DEFINITIONS[schema_dir] = kv.schema_contents(
+                f"kubernetes-json-schema/{schema_dir}/_definitions.json", version)
+        registry = Resource.from_contents(_DEFINITIONS[schema_dir]) @ Registry()
+        _CRD_VALIDATORS[key] = jsonschema.validators.Draft202012Validator(
+            _crd_schema(api_version, kind), registry=registry)
+    return _CRD_VALIDATORS[key]
+
+
+def crd_errors(doc: dict, version: str) -> list[str]:
+    errors: list[str] = []
+    try:
+        validator = _crd_validator(doc["apiVersion"], doc["kind"], version)
+    except ValueError as e:
+        return [f"(root): {e}"]
+    for e in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        best = jsonschema.exceptions.best_match([e]) if e.context else e
+        errors.append(f"{fmt_path(best.absolute_path)}: {_short(best.message)}")
+    check_name(doc.get("metadata"), "metadata", "dns1123-subdomain", errors)
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------------------------
 
@@ -645,6 +755,9 @@ def validate_document(doc, version: str, semantic: bool) -> tuple[str, list[str]
     custom = KUBEFLOW.get((doc["apiVersion"], doc["kind"]))
     if custom is not None:
         errors = custom(doc, version, semantic)
+        return ("FAIL" if errors else "OK"), errors
+    if (doc["apiVersion"], doc["kind"]) in CRDS:
+        errors = crd_errors(doc, version)
         return ("FAIL" if errors else "OK"), errors
     errors = schema_errors(doc, version)
     if errors is None:
@@ -670,7 +783,8 @@ def load_documents(path: str) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="k8s_validate.py",
-        description="Validate Kubernetes manifests (and Kubeflow PyTorchJob/TrainJob) offline.",
+        description="Validate Kubernetes manifests (and Kubeflow PyTorchJob/TrainJob, Argo CD "
+                    "Application/ApplicationSet) offline.",
     )
     parser.add_argument("--k8s", action="append", metavar="VERSION",
                         help="Kubernetes version, e.g. 1.30.0 (repeatable; default: newest supported)")
