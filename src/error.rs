@@ -102,3 +102,46 @@ impl Classify for BusError {
         }
     }
 }
+
+/// A Git remote operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{url} is not a usable Git remote: {reason}")]
+    BadRemote { url: String, reason: String },
+    /// The server refused the credentials (HTTP 401/403): retrying cannot help.
+    #[error("{remote}: {message}")]
+    Refused { remote: String, message: String },
+    #[error("{remote}: branch {branch} does not exist")]
+    NoBranch { remote: String, branch: String },
+    #[error("{remote}: commit {commit} is not on the branch")]
+    UnknownCommit { remote: String, commit: String },
+    #[error("{remote}: reverting {commit} conflicts with later changes; revert it by hand")]
+    Conflict { remote: String, commit: String },
+    #[error("{path:?} is not a valid path inside the repository")]
+    BadPath { path: String },
+    #[error("{remote}: the push lost the race to other commits {attempts} times in a row")]
+    Contended {
+        remote: String,
+        branch: String,
+        attempts: u32,
+    },
+    #[error("{remote}: {op}: {message}")]
+    Git {
+        remote: String,
+        op: &'static str,
+        message: String,
+    },
+    #[error("the Git task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl Classify for GitError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            GitError::Contended { .. } | GitError::Git { .. } | GitError::Task(_) => {
+                ErrorClass::Transient
+            }
+            _ => ErrorClass::Permanent,
+        }
+    }
+}

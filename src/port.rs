@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 
-use crate::error::{BusError, StoreError};
+use crate::error::{BusError, GitError, StoreError};
 use crate::event::BusEvent;
 
 /// Identifies one version of an object, as an S3 event names it.
@@ -361,4 +361,60 @@ pub trait ModelRegistry: Send + Sync {
         alias: &str,
         version: &str,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+}
+
+/// Who a commit is by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+/// A file's new content in a commit; `None` removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    pub content: Option<Vec<u8>>,
+}
+
+/// One commit on a branch: the changes are re-applied on the latest tip when a push races.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSpec {
+    pub branch: String,
+    pub message: String,
+    pub author: GitAuthor,
+    pub changes: Vec<FileChange>,
+}
+
+/// What a commit or revert did on the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// `commit` is on the branch, on top of `parent`, after `attempts` pushes.
+    Committed {
+        commit: String,
+        parent: String,
+        attempts: u32,
+    },
+    /// The branch already had the change; nothing was pushed.
+    Unchanged { head: String },
+}
+
+/// A Git repository reached over the network (the GitOps manifests repo).
+pub trait GitRemote: Send + Sync {
+    /// A file of the branch's tip, `None` when it does not exist.
+    fn read_file(
+        &self,
+        branch: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, GitError>> + Send;
+    /// Commits the changes on the branch and pushes without force.
+    fn commit(&self, spec: &CommitSpec) -> impl Future<Output = Result<Pushed, GitError>> + Send;
+    /// Commits the inverse of `commit` (which must be on the branch) and pushes.
+    fn revert(
+        &self,
+        branch: &str,
+        commit: &str,
+        message: &str,
+        author: &GitAuthor,
+    ) -> impl Future<Output = Result<Pushed, GitError>> + Send;
 }

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod eks;
 pub mod eventbridge;
+pub mod git;
 pub mod kubernetes;
 pub mod local_exec;
 pub mod memory;

@@ -4,7 +4,9 @@
 mod apiserver;
 mod cli;
 mod events;
+mod git;
 mod harness;
+mod manifests;
 mod pandas_diff;
 mod pandas_parity;
 mod pipeline;

@@ -2,6 +2,7 @@
 //! deployment from `events/routes.json`, with the functions run in-process against it.
 
 pub mod demo;
+pub mod git_http;
 pub mod local;
 pub mod mlflow;
 pub mod moto;
