@@ -89,6 +89,7 @@ details! {
     ModelValidated => "validate-model",
     ModelRejected => "validate-model",
     ModelPromoted => "promote-model",
+    PromotionFailed => "promote-model",
     GitPushed => "git-webhook",
     DeploymentHealthy => "deploy-sync",
     DeploymentRolledBack => "deploy-sync",
@@ -111,6 +112,7 @@ pub fn pipeline_order(detail_type: &str) -> usize {
         "ModelValidated",
         "ModelRejected",
         "ModelPromoted",
+        "PromotionFailed",
         "GitPushed",
         "DeploymentSkipped",
         "DeploymentHealthy",
@@ -353,6 +355,17 @@ pub struct ModelPromoted {
     pub repo: String,
     pub path: String,
     pub commit: String,
+}
+
+/// A validated version could not be promoted, for a reason retrying cannot fix (the token is
+/// refused, the version has no S3 URI for its weights, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PromotionFailed {
+    pub schema_version: String,
+    pub run_id: String,
+    pub model: String,
+    pub version: String,
+    pub reason: String,
 }
 
 /// The manifests repo moved.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod model;
 pub use model::{
-    Bound, DatasetChecks, LocalRun, ModelConfig, Resources, Toleration, TrainingConfig,
-    ValidationConfig, WorkloadKind, parse_duration,
+    Bound, DatasetChecks, Engine, LocalRun, ModelConfig, ModelRef, Resources, ServingConfig,
+    Toleration, TrainingConfig, ValidationConfig, WorkloadKind, parse_duration,
 };
 
 /// The null markers pandas' `read_csv` recognises by default (`pandas._libs.parsers.STR_NA_VALUES`).
@@ -47,7 +47,21 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
     #[serde(default)]
-    pub git: Option<serde_json::Value>,
+    pub git: Option<GitConfig>,
+}
+
+/// `git`: the GitOps manifests repository the deployment stage commits releases to.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// `https://…` (the token comes from Secrets Manager, never from this file).
+    pub manifests_repo: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+}
+
+fn default_branch() -> String {
+    "main".into()
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -258,6 +272,23 @@ impl PipelineConfig {
             if let Some(v) = &m.validation {
                 v.validate().map_err(|e| format!("model {name}: {e}"))?;
             }
+            if let Some(s) = &m.serving {
+                s.validate().map_err(|e| format!("model {name}: {e}"))?;
+                if self.git.is_none() {
+                    return Err(format!(
+                        "model {name} has a serving block but there is no git.manifests_repo"
+                    ));
+                }
+            }
+        }
+        if let Some(g) = &self.git
+            && !(g.manifests_repo.starts_with("https://")
+                || g.manifests_repo.starts_with("http://"))
+        {
+            return Err(format!(
+                "git.manifests_repo must be an https:// URL, got {:?}",
+                g.manifests_repo
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,5 @@
 //! Per-model settings: how a model is trained (workload kind, image, resources, scheduling) and
-//! the validation gate a new version must pass. Serving settings belong to a later stage and are
-//! kept as a raw value for now.
+//! the validation gate a new version must pass, and where its release is written for serving.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +13,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub validation: Option<ValidationConfig>,
     #[serde(default)]
-    pub serving: Option<serde_json::Value>,
+    pub serving: Option<ServingConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -340,6 +339,122 @@ impl ValidationConfig {
             if let Some(m) = list.iter().find(|m| m.is_empty()) {
                 return Err(format!("validation.{name}: an empty metric name {m:?}"));
             }
+        }
+        Ok(())
+    }
+}
+
+/// Which server serves a model.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// MLflow's model server (`mlflow models serve`), for classic models.
+    Mlflow,
+    /// vLLM's OpenAI-compatible server, for LLMs.
+    Vllm,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Mlflow => "mlflow",
+            Engine::Vllm => "vllm",
+        }
+    }
+}
+
+/// How the release names the model for the engine.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelRef {
+    /// `models:/<name>/<version>`, resolved by the MLflow model server (MLflow only).
+    Registry,
+    /// The version's storage: its `mlops.model_uri` tag, else its `source` when that is an
+    /// `s3://` URI (vLLM loads S3 with `--load-format runai_streamer`).
+    Artifact,
+}
+
+/// `models.<name>.serving`: where the pipeline writes the model's release and which Argo CD
+/// application deploys it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    pub engine: Engine,
+    /// The model's directory in the manifests repo; the pipeline writes `release.yaml` there.
+    pub manifests_path: String,
+    pub argocd_app: String,
+    /// Default: `registry` for MLflow, `artifact` for vLLM.
+    #[serde(default)]
+    pub model_ref: Option<ModelRef>,
+    /// The Deployment the release patches. Default: the model name (MLflow), `vllm-<model>`.
+    #[serde(default)]
+    pub deployment: Option<String>,
+    /// The serving container. Default `server`.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Autoscaling (the serving stage).
+    #[serde(default)]
+    pub scaling: Option<serde_json::Value>,
+}
+
+impl ServingConfig {
+    pub fn model_ref(&self) -> ModelRef {
+        self.model_ref.unwrap_or(match self.engine {
+            Engine::Mlflow => ModelRef::Registry,
+            Engine::Vllm => ModelRef::Artifact,
+        })
+    }
+
+    pub fn deployment(&self, model: &str) -> String {
+        self.deployment
+            .clone()
+            .unwrap_or_else(|| match self.engine {
+                Engine::Mlflow => model.to_owned(),
+                Engine::Vllm => format!("vllm-{model}"),
+            })
+    }
+
+    pub fn container(&self) -> &str {
+        self.container.as_deref().unwrap_or("server")
+    }
+
+    /// The release file the pipeline owns.
+    pub fn release_path(&self) -> String {
+        format!("{}/release.yaml", self.manifests_path.trim_end_matches('/'))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.manifests_path;
+        let clean = !p.is_empty()
+            && !p.starts_with('/')
+            && p.trim_end_matches('/')
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && c != ".git");
+        if !clean {
+            return Err(format!(
+                "serving.manifests_path must be a relative path inside the repo, got {p:?}"
+            ));
+        }
+        if self.engine == Engine::Vllm && self.model_ref == Some(ModelRef::Registry) {
+            return Err(
+                "serving.model_ref: registry needs engine mlflow (vLLM loads weights, \
+                        not MLflow models)"
+                    .into(),
+            );
+        }
+        let dns = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        if !dns(&self.argocd_app) {
+            return Err(format!(
+                "serving.argocd_app must be a DNS label (Argo CD application name), got {:?}",
+                self.argocd_app
+            ));
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod claim;
 pub mod data_arrival;
+pub mod deploy;
 pub mod ledger;
 pub mod prepare;
 pub mod registry;

@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod cli;
+mod deploy;
 mod events;
 mod git;
 mod harness;

@@ -124,6 +124,14 @@ impl Git2Remote {
         let dir = self
             .work_dir
             .join(format!("git-{}.git", &hex::encode(h.finalize())[..16]));
+        if let Ok(r) = Repository::open_bare(&dir) {
+            return Ok(r);
+        }
+        // Concurrent operations of one container share the clone: one of them creates it.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match Repository::open_bare(&dir) {
             Ok(r) => Ok(r),
             Err(_) => {

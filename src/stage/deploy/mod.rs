@@ -1,0 +1,5 @@
+//! The deployment stage: a validated model reaches serving only through Git (the release file
+//! of the GitOps manifests repo), and Argo CD deploys it.
+
+pub mod promote;
+pub mod release;
