@@ -114,6 +114,30 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     ],
   },
   {
+    name: 'promote-model',
+    description: "Commits a validated version's release file to the GitOps manifests repo (git2 over HTTPS, token from Secrets Manager); emits ModelPromoted/PromotionFailed",
+    crate: 'functions/promote-model',
+    memoryMb: 512,
+    timeoutSeconds: 120,
+    // The bare clone of the manifests repo lives in /tmp while the container lives.
+    ephemeralStorageMib: 2048,
+    queue: { batchSize: 5 },
+    bundlePipelineConfig: true,
+    secrets: ['gitToken'],
+    parameters: ['mlflowUrl'],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+      WORK_DIR: '/tmp',
+    }),
+    access: () => [
+      // Per-version claim markers.
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}promote-model/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}promote-model/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'registry-poller',
     description: 'Lists new versions of the configured models in the MLflow registry (for registries without webhooks); emits ModelVersionCreated once per version',
     crate: 'functions/registry-poller',

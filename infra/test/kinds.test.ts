@@ -78,7 +78,7 @@ const READERS: Record<SecretId, string[]> = {
   mlflowWebhookSecret: ['mlflow-webhook', 'fake-mlflow-webhook'],
   gitWebhookSecret: ['fake-git-webhook'],
   argocdToken: ['fake-scaler'],
-  gitToken: ['fake-scaler'],
+  gitToken: ['promote-model', 'fake-scaler'],
 };
 
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:mlops-alerts';

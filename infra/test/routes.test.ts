@@ -8,6 +8,7 @@ test('routes.json is read as the one list of rules', () => {
     ['s3-object-created', 'default', 'data-arrival'],
     ['dataset-ready', 'mlops', 'launch-training'],
     ['model-version-created', 'mlops', 'validate-model'],
+    ['model-validated', 'mlops', 'promote-model'],
     ['ledger-all', 'mlops', 'ledger'],
   ]);
 });

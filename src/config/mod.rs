@@ -563,6 +563,53 @@ impl WebhookSettings {
     }
 }
 
+/// Settings of the `promote-model` function.
+#[derive(Debug, Clone)]
+pub struct PromoteFnSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    pub mlflow_tracking_uri: String,
+    /// Secrets Manager ARN (or name) of the token that may push to the manifests repo.
+    pub git_token_secret: String,
+    /// The user name that goes with the token (GitHub `x-access-token`, GitLab `oauth2`).
+    pub git_username: String,
+    pub git_author_name: String,
+    pub git_author_email: String,
+    /// The bare clone of the manifests repo lives here (reused while the container lives).
+    pub work_dir: PathBuf,
+    pub artifact_bucket: String,
+    pub state_prefix: String,
+    pub claim_lease: Duration,
+}
+
+impl PromoteFnSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let mlflow_tracking_uri = env.required("MLFLOW_TRACKING_URI");
+        let git_token_secret = env.required("GIT_TOKEN_SECRET_ARN");
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let s = PromoteFnSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            mlflow_tracking_uri,
+            git_token_secret,
+            git_username: env.optional("GIT_USERNAME", "x-access-token"),
+            git_author_name: env.optional("GIT_AUTHOR_NAME", "mlops pipeline"),
+            git_author_email: env.optional(
+                "GIT_AUTHOR_EMAIL",
+                "mlops-pipeline@users.noreply.github.com",
+            ),
+            work_dir: env.optional("WORK_DIR", "/tmp").into(),
+            artifact_bucket,
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+            claim_lease: env.seconds("CLAIM_LEASE_SECONDS", 300)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
 /// Settings of the `ledger` function.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {

@@ -5,6 +5,7 @@ pub mod data_arrival;
 pub mod launch_training;
 pub mod ledger;
 pub mod mlflow_webhook;
+pub mod promote_model;
 pub mod registry_poller;
 pub mod sqs;
 pub mod training_watch;

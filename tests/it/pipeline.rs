@@ -339,6 +339,20 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
             "no {t} from the webhook: {stdout}"
         );
     }
+    // The validated v1 is promoted: one release commit with its trailers in the local
+    // manifests repo; the rejected v2 is not.
+    let promoted: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("mlops.promote-model") && l.contains("ModelPromoted"))
+        .collect();
+    assert_eq!(promoted.len(), 1, "{stdout}");
+    assert!(promoted[0].contains("version=1"), "{stdout}");
+    assert!(stdout.contains("Mlops-Model-Version: 1"), "{stdout}");
+    assert!(
+        stdout.contains("deployments/mlflow/fraud-detection/release.yaml | 4 ++--"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deployment skipped:"), "{stdout}");
     // Webhook and poller both report each version; the gate judges it once.
     let verdicts = stdout
         .lines()
@@ -350,12 +364,24 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
 #[test]
 fn dev_up_prints_usable_endpoints_streams_events_and_stops_on_sigint() {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
-        .args(["dev", "up"])
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("mlops dev up starts");
+    // Killed if the test fails half-way, so no stack outlives it.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut guard = Guard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+            .args(["dev", "up"])
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mlops dev up starts"),
+    );
+    let child = &mut guard.0;
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -366,8 +392,12 @@ fn dev_up_prints_usable_endpoints_streams_events_and_stops_on_sigint() {
             }
         }
     });
-    let mut seen = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     let mut wait_for = |pred: &dyn Fn(&str) -> bool, what: &str, secs: u64| -> String {
+        // A line already printed counts (events of one run may arrive in any order).
+        if let Some(l) = seen.iter().find(|l| pred(l.as_str())) {
+            return l.clone();
+        }
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -452,12 +482,10 @@ fn dev_up_prints_usable_endpoints_streams_events_and_stops_on_sigint() {
         verdict.contains("model=fraud-detection version=1"),
         "{verdict}"
     );
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("mlops.mlflow-webhook") && l.contains("ModelVersionCreated")),
-        "MLflow's webhook reached the receiver: {}",
-        seen.join("\n")
-    );
+    // MLflow's delivery may reach the ledger after the poller's report: wait for it too.
+    let from_webhook =
+        |l: &str| l.contains("mlops.mlflow-webhook") && l.contains("ModelVersionCreated");
+    wait_for(&from_webhook, "MLflow's webhook delivery", 30);
     // The MLflow UI the stack printed answers.
     rt.block_on(async {
         let r = reqwest::get(format!("{mlflow}/health"))

@@ -76,7 +76,7 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         first_body,
     )
     .await?;
-    report(&first)?;
+    report(&local, &first)?;
 
     let model = first.verdict.detail["model"]
         .as_str()
@@ -111,11 +111,12 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         SAMPLE_DATA_2.to_vec(),
     )
     .await?;
-    report(&second)?;
+    report(&local, &second)?;
     say(format!(
         "\nverdicts are recorded in MLflow at {} (tags mlops.validation.status and \
-         mlops.validation.report, alias `challenger` on a pass; the server stops with the demo); \
-         deployment (Argo CD) is skipped: no deployment stage exists yet",
+         mlops.validation.report, alias `challenger` on a pass; the server stops with the demo)\n\
+         deployment skipped: the push webhook and the Argo CD sync (git-webhook, deploy-sync) are \
+         not built yet, and no Argo CD runs here",
         local.mlflow.endpoint
     ))
 }
@@ -152,8 +153,20 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
                 .rev()
                 .find(|e| matches!(e.detail_type.as_str(), "ModelValidated" | "ModelRejected"))
                 .cloned();
+            // A validated version of a served model goes on to its release commit.
+            let promoted = |v: &Entry| {
+                v.detail_type != "ModelValidated"
+                    || local
+                        .pipeline
+                        .models
+                        .get(v.detail["model"].as_str().unwrap_or_default())
+                        .is_none_or(|m| m.serving.is_none())
+                    || has("ModelPromoted")
+                    || has("PromotionFailed")
+            };
             if let Some(verdict) = verdict
                 && has("TrainingJobSucceeded")
+                && promoted(&verdict)
             {
                 // The verdict's tags and alias come back from MLflow as webhook deliveries.
                 let settle = Instant::now() + Duration::from_secs(2);
@@ -198,8 +211,8 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
     }
 }
 
-/// The run's timeline and the gate's table.
-fn report(run: &Finished) -> anyhow::Result<()> {
+/// The run's timeline, the gate's table and the release commit, if any.
+fn report(local: &LocalStack, run: &Finished) -> anyhow::Result<()> {
     crate::cli::stdout(&format!(
         "\n{}",
         timeline::render(&run.run_id, &run.entries)
@@ -221,7 +234,40 @@ fn report(run: &Finished) -> anyhow::Result<()> {
             "rejected"
         },
         timeline::gate_table(&checks).trim_end()
-    ))
+    ))?;
+    let promoted = run
+        .entries
+        .iter()
+        .find(|e| e.detail_type == "ModelPromoted");
+    if let Some(p) = promoted {
+        let commit = p.detail["commit"].as_str().unwrap_or_default();
+        let out = std::process::Command::new("git")
+            .args([
+                "show",
+                "--stat",
+                "--format=commit %H%nAuthor: %an <%ae>%n%n%w(0,4,4)%B",
+                commit,
+            ])
+            .current_dir(&local.manifests_bare)
+            .output()
+            .context("running git show")?;
+        say(format!(
+            "\npromoted: release commit in the local manifests repo {} (git http-backend, token auth):\n{}",
+            local.manifests_repo,
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        ))?;
+    }
+    if let Some(f) = run
+        .entries
+        .iter()
+        .find(|e| e.detail_type == "PromotionFailed")
+    {
+        say(format!(
+            "\npromotion failed: {}",
+            f.detail["reason"].as_str().unwrap_or("-")
+        ))?;
+    }
+    Ok(())
 }
 
 /// The run whose data-arrival outcome concerns `key`, once the ledger has it.

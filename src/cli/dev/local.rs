@@ -10,25 +10,30 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 
+use super::git_http::{GitHttp, GitHttpConfig, seed_bare_repo};
 use super::mlflow::{Mlflow, find_mlflow};
 use super::moto::{Moto, find_moto};
 use super::stack::{Routes, Stack, StackSpec, provision};
 use super::webhook::{StaticSecret, serve};
 use super::worker::poll_once;
+use crate::adapter::git::Git2Remote;
 use crate::adapter::local_exec::LocalCluster;
 use crate::adapter::mlflow::MlflowRegistry;
 use crate::adapter::{aws, eventbridge::EventBridgeBus, s3::S3Store};
 use crate::cli::{ROUTES_JSON, timeline};
+use crate::config::GitConfig;
 use crate::config::{
     LedgerSettings, PipelineConfig, PollSettings, TrainingSettings, ValidateSettings,
 };
 use crate::lambda::sqs::EventHandler;
 use crate::lambda::{
     data_arrival::DataArrivalFn, launch_training::LaunchTrainingFn, ledger::LedgerFn,
-    registry_poller::RegistryPollerFn, training_watch::TrainingWatchFn,
-    validate_model::ValidateModelFn,
+    promote_model::PromoteModelFn, registry_poller::RegistryPollerFn,
+    training_watch::TrainingWatchFn, validate_model::ValidateModelFn,
 };
+use crate::port::GitAuthor;
 use crate::stage::data_arrival::Settings;
+use crate::stage::deploy::promote::PromoteSettings;
 use crate::stage::registry::receive::{ReceiverSettings, WebhookReceiver};
 use crate::stage::registry::webhook::Limits;
 
@@ -251,6 +256,9 @@ impl DevFunctions {
     }
 }
 
+/// promote-model of the local stack, pushing to the local manifests repo.
+pub type DevPromote = PromoteModelFn<MlflowRegistry, Git2Remote, EventBridgeBus, S3Store>;
+
 /// The `mlflow-webhook` receiver of the local stack.
 pub type DevWebhook = WebhookReceiver<StaticSecret, MlflowRegistry, EventBridgeBus, S3Store>;
 
@@ -266,6 +274,12 @@ pub struct LocalStack {
     pub webhook: Arc<DevWebhook>,
     /// Where MLflow delivers its webhooks (`http://127.0.0.1:PORT/mlflow-webhook`).
     pub webhook_url: String,
+    pub promote: DevPromote,
+    /// The manifests repo (`git http-backend` on loopback, token auth), seeded from
+    /// `samples/manifests-repo/`, and its bare repository on disk.
+    pub manifests_repo: String,
+    pub manifests_bare: PathBuf,
+    pub git: GitHttp,
     pub sqs: aws_sdk_sqs::Client,
     pub logs: PathBuf,
     server: tokio::task::JoinHandle<()>,
@@ -337,6 +351,49 @@ impl LocalStack {
         let (addr, server): (SocketAddr, _) = serve(webhook.clone()).await?;
         let webhook_url = format!("http://{addr}/mlflow-webhook");
         super::mlflow::register_webhook(&mlflow.endpoint, &webhook_url, &secret).await?;
+
+        // The manifests repo: a real Git server, pushed to with a token like a forge.
+        let git_root = work.path().join("git");
+        let manifests_bare = seed_bare_repo(
+            &git_root,
+            "ml-manifests",
+            "main",
+            &root.join("samples/manifests-repo"),
+        )?;
+        let token = format!("dev-{}", uuid::Uuid::new_v4().simple());
+        let git = super::git_http::serve(GitHttpConfig {
+            root: git_root,
+            credentials: Some(("x-access-token".into(), token.clone())),
+            before_push: None,
+        })
+        .await?;
+        let manifests_repo = format!("{}/ml-manifests.git", git.base);
+        let mut promote_pipeline = pipeline.clone();
+        promote_pipeline.git = Some(GitConfig {
+            manifests_repo: manifests_repo.clone(),
+            branch: "main".into(),
+        });
+        let promote = PromoteModelFn {
+            pipeline: promote_pipeline,
+            settings: PromoteSettings {
+                artifact_bucket: stack.artifact_bucket.clone(),
+                state_prefix: "state/".into(),
+                claim_lease: Duration::from_secs(60),
+                author: GitAuthor {
+                    name: "mlops pipeline".into(),
+                    email: "mlops-pipeline@localhost".into(),
+                },
+            },
+            registry: MlflowRegistry::new(&mlflow.endpoint, |_| None)?,
+            git: Git2Remote::new(
+                &manifests_repo,
+                "x-access-token",
+                Some(secrecy::SecretString::from(token)),
+                &work.path().join("git-work"),
+            )?,
+            bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &stack.bus),
+            store: S3Store::new(aws::s3_client(&sdk)),
+        };
         Ok(LocalStack {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             sdk,
@@ -348,6 +405,10 @@ impl LocalStack {
             registry,
             webhook,
             webhook_url,
+            promote,
+            manifests_repo,
+            manifests_bare,
+            git,
             logs,
             server,
             mlflow,
@@ -360,7 +421,15 @@ impl LocalStack {
     pub async fn pump(&self) -> anyhow::Result<usize> {
         let n = self.functions.pump(&self.sqs, &self.stack).await?
             + self.training.pump(&self.sqs, &self.stack).await?
-            + self.registry.pump(&self.sqs, &self.stack).await?;
+            + self.registry.pump(&self.sqs, &self.stack).await?
+            + poll_once(
+                &self.sqs,
+                &self.stack.queue("promote-model")?.url,
+                &self.promote,
+                0,
+            )
+            .await?
+            .0;
         // Drain the ledger once more so what the others emitted is on the record.
         Ok(n + self.functions.pump(&self.sqs, &self.stack).await?)
     }

@@ -38,6 +38,7 @@ the local stack is up (samples/pipeline.yaml); Ctrl-C stops it and deletes its d
   datasets       {datasets}
   MLflow UI      {mlflow}   (MLFLOW_TRACKING_URI for notebooks)
   webhook        {webhook}   (registered on that MLflow, generated secret)
+  manifests repo {manifests}   (git http-backend; a validated version is committed here)
   event bus      {bus}, queues+DLQs for {queues}
 
 drop a file:
@@ -52,6 +53,7 @@ gate judge it. Training runs locally (the local executor stands in for EKS); tra
         datasets = datasets.join(", "),
         mlflow = local.mlflow.endpoint,
         webhook = local.webhook_url,
+        manifests = local.manifests_repo,
         bus = local.stack.bus,
         queues = local.stack.queues.keys().cloned().collect::<Vec<_>>().join(", "),
         models = models.join(", "),
