@@ -2,4 +2,5 @@
 //! of the GitOps manifests repo), and Argo CD deploys it.
 
 pub mod promote;
+pub mod push;
 pub mod release;
