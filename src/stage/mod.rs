@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod ledger;
 pub mod prepare;
 pub mod registry;
+pub mod secret;
 pub mod training;
 
 /// Now, as claims and markers record it (RFC 3339, milliseconds, UTC).

@@ -877,7 +877,7 @@ models:
                 signature: Some(&sig),
             };
             assert_eq!(r.receive(&h, body, now).await.status, 202);
-            r.secrets.0.lock().expect("lock").0 = b"new".to_vec();
+            r.secrets.source.0.lock().expect("lock").0 = b"new".to_vec();
             let (id, ts, sig) = delivery(b"new", "b");
             let h = Headers {
                 delivery_id: Some(&id),
@@ -887,7 +887,7 @@ models:
             let status = r.receive(&h, body, now).await.status;
             assert_eq!(status == 202, picked_up, "refresh {refresh:?}: {status}");
             // Bad signatures never re-read faster than the refresh interval.
-            let reads = r.secrets.0.lock().expect("lock").1;
+            let reads = r.secrets.source.0.lock().expect("lock").1;
             assert_eq!(reads, if picked_up { 2 } else { 1 }, "refresh {refresh:?}");
         }
     }

@@ -9,11 +9,9 @@
 //! The secret is read at start and re-read at most once a minute when a signature does not
 //! match, so a rotated secret is picked up without a redeploy.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
 use super::poll::run_id_of;
 use super::webhook::{Headers, Limits, Payload, Refusal, parse, verify};
@@ -26,11 +24,8 @@ use crate::event::{
 use crate::port::{EventBus, ModelRegistry, ObjectStore};
 use crate::stage::claim::{Claim, Claims};
 
-/// Where the webhook secret comes from (Secrets Manager in the Lambda).
-pub trait SecretSource: Send + Sync {
-    /// The secrets currently valid (the new one first during a rotation).
-    fn secrets(&self) -> impl Future<Output = Result<Vec<Vec<u8>>, BoxError>> + Send;
-}
+use crate::stage::secret::SecretCache;
+pub use crate::stage::secret::SecretSource;
 
 /// The answer to a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,19 +53,13 @@ pub struct ReceiverSettings {
     pub claim_lease: Duration,
 }
 
-struct Cached {
-    secrets: Vec<Vec<u8>>,
-    read_at: Option<Instant>,
-}
-
 pub struct WebhookReceiver<K, R, B, S> {
     pub pipeline: PipelineConfig,
     pub settings: ReceiverSettings,
-    pub secrets: K,
+    pub secrets: SecretCache<K>,
     pub registry: R,
     pub bus: B,
     pub store: S,
-    cache: Mutex<Cached>,
 }
 
 impl<K: SecretSource, R: ModelRegistry, B: EventBus, S: ObjectStore> WebhookReceiver<K, R, B, S> {
@@ -83,55 +72,29 @@ impl<K: SecretSource, R: ModelRegistry, B: EventBus, S: ObjectStore> WebhookRece
         store: S,
     ) -> Self {
         WebhookReceiver {
+            secrets: SecretCache::new(secrets, settings.secret_refresh),
             pipeline,
             settings,
-            secrets,
             registry,
             bus,
             store,
-            cache: Mutex::new(Cached {
-                secrets: Vec::new(),
-                read_at: None,
-            }),
         }
     }
 
     /// Reads the secret now (at cold start), so the first delivery does not wait for it.
     pub async fn load_secret(&self) -> Result<(), BoxError> {
-        let fresh = self.secrets.secrets().await?;
-        let mut c = self.cache.lock().await;
-        c.secrets = fresh;
-        c.read_at = Some(Instant::now());
-        Ok(())
+        self.secrets.load().await
     }
 
-    /// Verifies against the cached secret; on a mismatch, re-reads it (rate-limited) and tries
-    /// once more.
+    /// Verifies against the cached secret, re-read (rate-limited) on a mismatch.
     async fn verified(&self, h: &Headers<'_>, body: &[u8], now: i64) -> Result<String, Refusal> {
         let limits = &self.settings.limits;
-        let first = {
-            let c = self.cache.lock().await;
-            let keys: Vec<&[u8]> = c.secrets.iter().map(Vec::as_slice).collect();
-            verify(&keys, h, body, now, limits).map(str::to_owned)
-        };
-        match first {
-            Err(Refusal::BadSignature) => {}
-            other => return other,
-        }
-        let mut c = self.cache.lock().await;
-        let stale = c
-            .read_at
-            .is_none_or(|t| t.elapsed() >= self.settings.secret_refresh);
-        if !stale {
-            return Err(Refusal::BadSignature);
-        }
-        c.read_at = Some(Instant::now());
-        match self.secrets.secrets().await {
-            Ok(fresh) => c.secrets = fresh,
-            Err(e) => tracing::warn!(error = %e, "re-reading the webhook secret failed"),
-        }
-        let keys: Vec<&[u8]> = c.secrets.iter().map(Vec::as_slice).collect();
-        verify(&keys, h, body, now, limits).map(str::to_owned)
+        self.secrets
+            .verify(
+                |keys| verify(keys, h, body, now, limits).map(str::to_owned),
+                |e| *e == Refusal::BadSignature,
+            )
+            .await
     }
 
     pub async fn receive(&self, h: &Headers<'_>, body: &[u8], now: i64) -> Reply {
