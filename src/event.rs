@@ -380,6 +380,10 @@ pub struct GitPushed {
     /// Argo CD applications whose paths the push touched.
     pub applications: Vec<String>,
     pub delivery_id: String,
+    /// The promotion commit this push reverts (the pipeline's own rollback, from its
+    /// `Mlops-Rollback-Of:` trailer): synced and watched, never rolled back again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
 }
 
 /// The application synced to the revision and is Healthy.

@@ -3,4 +3,5 @@
 
 pub mod promote;
 pub mod push;
+pub mod receive;
 pub mod release;
