@@ -104,6 +104,31 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
             }
             line
         }
+        "GitPushed" => format!(
+            "{} {} applications={}{}",
+            s("ref"),
+            s("revision"),
+            d["applications"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            d["rollback_of"]
+                .as_str()
+                .map(|c| format!(" rollback_of={c}"))
+                .unwrap_or_default()
+        ),
+        "ModelPromoted" => format!(
+            "model={} version={} commit={} {}",
+            s("model"),
+            s("version"),
+            s("commit"),
+            s("path")
+        ),
         "ModelVersionTagSet" => {
             let value = s("value");
             let short: String = value.chars().take(48).collect();

@@ -352,6 +352,14 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
         stdout.contains("deployments/mlflow/fraud-detection/release.yaml | 4 ++--"),
         "{stdout}"
     );
+    // The release push reached git-webhook through the repo's post-receive hook, signed like
+    // GitHub, and continued the same run.
+    assert!(
+        stdout.lines().any(|l| l.contains("mlops.git-webhook")
+            && l.contains("GitPushed")
+            && l.contains("applications=fraud-detection")),
+        "{stdout}"
+    );
     assert!(stdout.contains("deployment skipped:"), "{stdout}");
     // Webhook and poller both report each version; the gate judges it once.
     let verdicts = stdout

@@ -115,8 +115,8 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     say(format!(
         "\nverdicts are recorded in MLflow at {} (tags mlops.validation.status and \
          mlops.validation.report, alias `challenger` on a pass; the server stops with the demo)\n\
-         deployment skipped: the push webhook and the Argo CD sync (git-webhook, deploy-sync) are \
-         not built yet, and no Argo CD runs here",
+         deployment skipped: the Argo CD sync and health gate (deploy-sync) are not built yet, \
+         and no Argo CD runs here",
         local.mlflow.endpoint
     ))
 }
@@ -161,7 +161,7 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
                         .models
                         .get(v.detail["model"].as_str().unwrap_or_default())
                         .is_none_or(|m| m.serving.is_none())
-                    || has("ModelPromoted")
+                    || (has("ModelPromoted") && has("GitPushed"))
                     || has("PromotionFailed")
             };
             if let Some(verdict) = verdict

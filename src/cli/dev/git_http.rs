@@ -268,3 +268,90 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The file the `post-receive` hook of a repository made by [`install_push_spool`] appends to:
+/// one `<old> <new> <ref>` line per updated ref (git's own hook input).
+pub const PUSH_SPOOL: &str = "mlops-pushes.log";
+
+/// Installs a `post-receive` hook in `bare` that records every push in [`PUSH_SPOOL`], from
+/// which the dev stack delivers GitHub-format push webhooks. Returns the spool's path.
+pub fn install_push_spool(bare: &Path) -> std::io::Result<PathBuf> {
+    let hook = bare.join("hooks/post-receive");
+    std::fs::create_dir_all(bare.join("hooks"))?;
+    std::fs::write(&hook, format!("#!/bin/sh\ncat >> {PUSH_SPOOL}\n"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    Ok(bare.join(PUSH_SPOOL))
+}
+
+/// A GitHub `push` webhook payload (CONTRACTS §8.1: `ref`, `before`, `after`, `commits[]` oldest
+/// first with `added`/`modified`/`removed`, `head_commit`, `repository`) for a ref update of
+/// `bare`, built from the repository itself.
+pub fn github_push_payload(
+    bare: &Path,
+    old: &str,
+    new: &str,
+    refname: &str,
+    repo_url: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let repo = git2::Repository::open_bare(bare)?;
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    let mut commits = Vec::new();
+    if !zero(new) {
+        let mut walk = repo.revwalk()?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)?;
+        walk.push(git2::Oid::from_str(new)?)?;
+        if !zero(old) {
+            walk.hide(git2::Oid::from_str(old)?)?;
+        }
+        for id in walk {
+            let c = repo.find_commit(id?)?;
+            let parent_tree = match c.parent(0) {
+                Ok(p) => Some(p.tree()?),
+                Err(_) => None,
+            };
+            let diff = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&c.tree()?), None)?;
+            let (mut added, mut modified, mut removed) = (vec![], vec![], vec![]);
+            for d in diff.deltas() {
+                let path = d
+                    .new_file()
+                    .path()
+                    .or_else(|| d.old_file().path())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                match d.status() {
+                    git2::Delta::Added => added.push(path),
+                    git2::Delta::Deleted => removed.push(path),
+                    _ => modified.push(path),
+                }
+            }
+            commits.push(serde_json::json!({
+                "id": c.id().to_string(),
+                "tree_id": c.tree_id().to_string(),
+                "distinct": true,
+                "message": c.message().unwrap_or_default(),
+                "timestamp": chrono::DateTime::from_timestamp(c.time().seconds(), 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                "author": {"name": c.author().name().unwrap_or_default(),
+                           "email": c.author().email().unwrap_or_default()},
+                "added": added,
+                "modified": modified,
+                "removed": removed,
+            }));
+        }
+    }
+    let body = serde_json::json!({
+        "ref": refname,
+        "before": old,
+        "after": new,
+        "created": zero(old),
+        "deleted": zero(new),
+        "forced": false,
+        "head_commit": commits.last().cloned(),
+        "commits": commits,
+        "pusher": {"name": "dev", "email": "dev@localhost"},
+        "repository": {"clone_url": repo_url, "html_url": repo_url.trim_end_matches(".git")},
+    });
+    Ok(serde_json::to_vec(&body)?)
+}

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 
-use super::git_http::{GitHttp, GitHttpConfig, seed_bare_repo};
+use super::git_http::{
+    GitHttp, GitHttpConfig, github_push_payload, install_push_spool, seed_bare_repo,
+};
 use super::mlflow::{Mlflow, find_mlflow};
 use super::moto::{Moto, find_moto};
 use super::stack::{Routes, Stack, StackSpec, provision};
@@ -34,6 +36,8 @@ use crate::lambda::{
 use crate::port::GitAuthor;
 use crate::stage::data_arrival::Settings;
 use crate::stage::deploy::promote::PromoteSettings;
+use crate::stage::deploy::push::PushHeaders;
+use crate::stage::deploy::receive::{PushReceiver, PushReceiverSettings};
 use crate::stage::registry::receive::{ReceiverSettings, WebhookReceiver};
 use crate::stage::registry::webhook::Limits;
 
@@ -259,6 +263,9 @@ impl DevFunctions {
 /// promote-model of the local stack, pushing to the local manifests repo.
 pub type DevPromote = PromoteModelFn<MlflowRegistry, Git2Remote, EventBridgeBus, S3Store>;
 
+/// git-webhook of the local stack.
+pub type DevPushReceiver = PushReceiver<StaticSecret, EventBridgeBus, S3Store>;
+
 /// The `mlflow-webhook` receiver of the local stack.
 pub type DevWebhook = WebhookReceiver<StaticSecret, MlflowRegistry, EventBridgeBus, S3Store>;
 
@@ -280,6 +287,12 @@ pub struct LocalStack {
     pub manifests_repo: String,
     pub manifests_bare: PathBuf,
     pub git: GitHttp,
+    /// Receives the manifests repo's pushes: its `post-receive` hook records them in
+    /// `push_spool`, and [`LocalStack::pump`] delivers each as a signed GitHub push webhook.
+    pub push_receiver: DevPushReceiver,
+    push_secret: Vec<u8>,
+    push_spool: PathBuf,
+    pushes_delivered: std::sync::atomic::AtomicUsize,
     pub sqs: aws_sdk_sqs::Client,
     pub logs: PathBuf,
     server: tokio::task::JoinHandle<()>,
@@ -368,11 +381,30 @@ impl LocalStack {
         })
         .await?;
         let manifests_repo = format!("{}/ml-manifests.git", git.base);
+        let push_spool = install_push_spool(&manifests_bare)?;
         let mut promote_pipeline = pipeline.clone();
         promote_pipeline.git = Some(GitConfig {
             manifests_repo: manifests_repo.clone(),
             branch: "main".into(),
         });
+        let push_secret = format!("whsec-{}", uuid::Uuid::new_v4().simple()).into_bytes();
+        let push_receiver = PushReceiver::new(
+            promote_pipeline.clone(),
+            PushReceiverSettings {
+                artifact_bucket: stack.artifact_bucket.clone(),
+                state_prefix: "state/".into(),
+                max_body: 1 << 20,
+                secret_refresh: Duration::from_secs(60),
+                claim_lease: Duration::from_secs(60),
+            },
+            StaticSecret(push_secret.clone()),
+            EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &stack.bus),
+            S3Store::new(aws::s3_client(&sdk)),
+        );
+        push_receiver
+            .load_secret()
+            .await
+            .map_err(|e| anyhow::anyhow!("push webhook secret: {e}"))?;
         let promote = PromoteModelFn {
             pipeline: promote_pipeline,
             settings: PromoteSettings {
@@ -409,6 +441,10 @@ impl LocalStack {
             manifests_repo,
             manifests_bare,
             git,
+            push_receiver,
+            push_secret,
+            push_spool,
+            pushes_delivered: Default::default(),
             logs,
             server,
             mlflow,
@@ -430,8 +466,57 @@ impl LocalStack {
             )
             .await?
             .0;
+        let n = n + self.deliver_pushes().await?;
         // Drain the ledger once more so what the others emitted is on the record.
         Ok(n + self.functions.pump(&self.sqs, &self.stack).await?)
+    }
+
+    /// Delivers the pushes the manifests repo's hook recorded since the last call, each as a
+    /// signed GitHub push webhook to git-webhook; returns how many.
+    async fn deliver_pushes(&self) -> anyhow::Result<usize> {
+        use hmac::{KeyInit, Mac};
+        use std::sync::atomic::Ordering;
+        let Ok(spool) = std::fs::read_to_string(&self.push_spool) else {
+            return Ok(0);
+        };
+        let lines: Vec<&str> = spool.lines().filter(|l| !l.trim().is_empty()).collect();
+        let done = self.pushes_delivered.load(Ordering::SeqCst);
+        for line in lines.iter().skip(done) {
+            let mut parts = line.split_whitespace();
+            let (Some(old), Some(new), Some(refname)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let body = github_push_payload(
+                &self.manifests_bare,
+                old,
+                new,
+                refname,
+                &self.manifests_repo,
+            )?;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.push_secret)?;
+            mac.update(&body);
+            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            let delivery = uuid::Uuid::new_v4().to_string();
+            let reply = self
+                .push_receiver
+                .receive(
+                    &PushHeaders {
+                        content_type: Some("application/json"),
+                        github_event: Some("push"),
+                        github_delivery: Some(&delivery),
+                        hub_signature_256: Some(&signature),
+                        ..Default::default()
+                    },
+                    &body,
+                )
+                .await;
+            if reply.status >= 300 {
+                anyhow::bail!("git-webhook answered {}: {}", reply.status, reply.message);
+            }
+        }
+        self.pushes_delivered.store(lines.len(), Ordering::SeqCst);
+        Ok(lines.len() - done.min(lines.len()))
     }
 }
 
