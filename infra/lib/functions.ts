@@ -92,6 +92,26 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     ],
   },
   {
+    name: 'git-webhook',
+    description: 'Verifies signed push webhooks of the manifests repo (GitHub X-Hub-Signature-256 / GitLab token, delivery ids once); emits GitPushed with the Argo CD applications the push touched',
+    crate: 'functions/git-webhook',
+    memoryMb: 256,
+    timeoutSeconds: 15,
+    webhook: { signedBy: 'gitWebhookSecret' },
+    secrets: ['gitWebhookSecret'],
+    bundlePipelineConfig: true,
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+    }),
+    access: () => [
+      // Delivery-id markers (processed once).
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}git-webhook/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}git-webhook/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'validate-model',
     description: "Judges a new model version against its model's validation gate and the champion; tags the verdict, moves the challenger alias; emits ModelValidated/ModelRejected",
     crate: 'functions/validate-model',

@@ -76,7 +76,7 @@ export const EXTRA_ROUTES: Route[] = [
 
 const READERS: Record<SecretId, string[]> = {
   mlflowWebhookSecret: ['mlflow-webhook', 'fake-mlflow-webhook'],
-  gitWebhookSecret: ['fake-git-webhook'],
+  gitWebhookSecret: ['git-webhook', 'fake-git-webhook'],
   argocdToken: ['fake-scaler'],
   gitToken: ['promote-model', 'fake-scaler'],
 };
@@ -144,8 +144,8 @@ describe('webhooks', () => {
       const key = `${name.split('-').map((w) => w[0].toUpperCase() + w.slice(1)).join('')}WebhookUrl`;
       expect(outputs[key].Value).toEqual({ 'Fn::GetAtt': [logicalId(f.url!), 'FunctionUrl'] });
     }
-    // The two test rows and the real mlflow-webhook.
-    expect(Object.keys(outputs).filter((o) => o.endsWith('WebhookUrl'))).toHaveLength(3);
+    // The two test rows and the real mlflow-webhook and git-webhook.
+    expect(Object.keys(outputs).filter((o) => o.endsWith('WebhookUrl'))).toHaveLength(4);
   });
 
   test('anyone may invoke the URL, and only through the URL', () => {
@@ -302,8 +302,8 @@ test('alarms notify the configured topic', () => {
   // Errors and throttles for every function, DLQ depth for those with a DLQ (not webhooks).
   const withDlq = [...stack.functions.values()].filter((f) => f.deadLetterQueue).length;
   expect(alarms.length).toBe(2 * stack.functions.size + withDlq);
-  // Every function but the webhooks (two test rows and mlflow-webhook) has a queue or schedule DLQ.
-  expect(withDlq).toBe(stack.functions.size - 3);
+  // Every function but the webhooks (two test rows, mlflow-webhook, git-webhook) has a queue or schedule DLQ.
+  expect(withDlq).toBe(stack.functions.size - 4);
   for (const a of alarms) expect(a.Properties.AlarmActions).toEqual([TOPIC]);
 });
 

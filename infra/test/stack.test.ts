@@ -55,7 +55,7 @@ describe('functions', () => {
     const assembly = (stack.node.root as App).synth();
     const fns = template.findResources('AWS::Lambda::Function');
     const bundling = FUNCTIONS.filter((spec) => spec.bundlePipelineConfig).map((spec) => spec.name);
-    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'validate-model', 'promote-model', 'registry-poller']);
+    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'registry-poller']);
     for (const spec of FUNCTIONS) {
       const f = fns[logicalId(fnOf(spec.name).fn)].Properties;
       const assetDir = path.join(assembly.directory, `asset.${String(f.Code.S3Key).replace(/\.zip$/, '')}`);
@@ -253,7 +253,7 @@ describe('least privilege', () => {
       roles.forEach((r) => putters.add(r));
     }
     expect([...putters].sort()).toEqual(
-      ['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'validate-model', 'promote-model', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
+      ['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
     );
   });
 
@@ -284,8 +284,8 @@ describe('secrets', () => {
     expect(names.sort()).toEqual(Object.values(SECRETS).map((s) => `mlops/${s.name}`).sort());
   });
 
-  test('each secret is read by its one function (mlflow-webhook, promote-model), and the unused ones deny their value to everyone', () => {
-    const readers: Record<string, string> = { mlflowWebhookSecret: 'mlflow-webhook', gitToken: 'promote-model' };
+  test('each secret is read by its one function (mlflow-webhook, git-webhook, promote-model), and the unused ones deny their value to everyone', () => {
+    const readers: Record<string, string> = { mlflowWebhookSecret: 'mlflow-webhook', gitWebhookSecret: 'git-webhook', gitToken: 'promote-model' };
     for (const s of allStatements(template)) {
       if (s.statement.Effect !== 'Allow' || !actionsOf(s.statement).includes('secretsmanager:GetSecretValue')) continue;
       const roles = (template.findResources('AWS::IAM::Policy')[s.resource].Properties.Roles as { Ref: string }[]).map((r) => r.Ref);
@@ -460,7 +460,7 @@ describe('operations', () => {
         'TrainingWatchDeadLetterQueueUrl',
       ]),
     );
-    expect(outputs.filter((o) => o.endsWith('WebhookUrl'))).toEqual(['MlflowWebhookWebhookUrl']);
+    expect(outputs.filter((o) => o.endsWith('WebhookUrl')).sort()).toEqual(['GitWebhookWebhookUrl', 'MlflowWebhookWebhookUrl']);
   });
 });
 

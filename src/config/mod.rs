@@ -610,6 +610,36 @@ impl PromoteFnSettings {
     }
 }
 
+/// Settings of the `git-webhook` function.
+#[derive(Debug, Clone)]
+pub struct GitWebhookSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    /// Secrets Manager ARN (or name) of the signing secret (GitHub) or token (GitLab).
+    pub secret_id: String,
+    /// Delivery-id markers live here.
+    pub artifact_bucket: String,
+    pub state_prefix: String,
+}
+
+impl GitWebhookSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let secret_id = env.required("GIT_WEBHOOK_SECRET_ARN");
+        let artifact_bucket = env.required("ARTIFACT_BUCKET");
+        let s = GitWebhookSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            secret_id,
+            artifact_bucket,
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
 /// Settings of the `ledger` function.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
