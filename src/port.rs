@@ -418,3 +418,68 @@ pub trait GitRemote: Send + Sync {
         author: &GitAuthor,
     ) -> impl Future<Output = Result<Pushed, GitError>> + Send;
 }
+
+/// The parts of an Argo CD `v1alpha1Application` (argo-cd `assets/swagger.json`) the deployment
+/// stage reads; everything else is ignored.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoApplication {
+    /// A requested operation not yet picked up by the controller.
+    #[serde(default)]
+    pub operation: Option<serde_json::Value>,
+    #[serde(default)]
+    pub status: ArgoStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoStatus {
+    #[serde(default)]
+    pub sync: ArgoSync,
+    #[serde(default)]
+    pub health: ArgoHealth,
+    #[serde(default)]
+    pub operation_state: Option<ArgoOperationState>,
+    #[serde(default)]
+    pub reconciled_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct ArgoSync {
+    /// `Synced` | `OutOfSync` | `Unknown`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct ArgoHealth {
+    /// `Healthy` | `Progressing` | `Degraded` | `Suspended` | `Missing` | `Unknown`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoOperationState {
+    /// `Running` | `Terminating` | `Failed` | `Error` | `Succeeded`.
+    #[serde(default)]
+    pub phase: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub sync_result: Option<ArgoSyncResult>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct ArgoSyncResult {
+    #[serde(default)]
+    pub revision: String,
+}
