@@ -71,6 +71,17 @@ def function_url_request() -> dict:
             "body": body, "isBase64Encoded": False}
 
 
+def github_ping() -> dict:
+    """A Function URL invocation carrying a signed GitHub `ping`."""
+    body = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1})
+    sig = "sha256=" + hmac.new(WEBHOOK_SECRET, body.encode(), hashlib.sha256).hexdigest()
+    req = function_url_request()
+    req["headers"] = {"content-type": "application/json", "x-github-event": "ping",
+                      "x-github-delivery": "cold-start-1", "x-hub-signature-256": sig}
+    req["body"] = body
+    return req
+
+
 def start_moto() -> tuple[subprocess.Popen, str, str]:
     """moto from .venv on a free loopback port, with the webhook's secret in Secrets Manager."""
     with socket.socket() as s:
@@ -85,6 +96,7 @@ def start_moto() -> tuple[subprocess.Popen, str, str]:
     for _ in range(100):
         try:
             arn = sm.create_secret(Name="mlflow-webhook", SecretString=WEBHOOK_SECRET.decode())["ARN"]
+            sm.create_secret(Name="git-token", SecretString="cold-start-token")
             return proc, endpoint, arn
         except Exception:  # not up yet
             time.sleep(0.2)
@@ -103,6 +115,16 @@ FUNCTIONS = {
     "registry-poller": ({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.scheduler", "detail": {}},
                         {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "ARTIFACT_BUCKET": "a",
                          "PIPELINE_CONFIG": str(NO_MODELS)}),
+    # A ModelValidated of a model without a serving block: acknowledged without Git or MLflow.
+    "promote-model": (sqs_batch({"version": "0", "id": "e", "detail-type": "ModelValidated",
+                                 "source": "mlops.validate-model",
+                                 "detail": {"schema_version": "1", "run_id": "run-1", "model": "not-served",
+                                            "version": "1", "checks": []}}),
+                      {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "ARTIFACT_BUCKET": "a",
+                       "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
+    # A signed GitHub ping through a Function URL (secret from moto, filled in by main()).
+    "git-webhook": (None, {"EVENT_BUS_NAME": "mlops", "ARTIFACT_BUCKET": "a",
+                           "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
     # The event and the secret's ARN are filled in by main() (the timestamp must be fresh).
     "mlflow-webhook": (None, {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
                               "ARTIFACT_BUCKET": "a", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
@@ -183,6 +205,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---|")
     moto, endpoint, secret_arn = start_moto()
     FUNCTIONS["mlflow-webhook"][1].update({"AWS_ENDPOINT_URL": endpoint, "MLFLOW_WEBHOOK_SECRET_ARN": secret_arn})
+    # The same signing secret serves the GitHub ping; promote-model reads its Git token.
+    FUNCTIONS["git-webhook"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_WEBHOOK_SECRET_ARN": secret_arn})
+    FUNCTIONS["promote-model"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_TOKEN_SECRET_ARN": "git-token"})
+    events = {"mlflow-webhook": function_url_request, "git-webhook": github_ping}
     for name, (event, env) in FUNCTIONS.items():
         bootstrap = args.lambda_dir / name / "bootstrap"
         if not bootstrap.exists():
@@ -190,7 +216,7 @@ def main() -> int:
             continue
         times, rss, resp = [], [], ""
         for _ in range(args.runs):
-            t, r, resp = run_once(bootstrap, event or function_url_request(), env)
+            t, r, resp = run_once(bootstrap, event or events[name](), env)
             times.append(t * 1000)
             rss.append(r / 1024)
         print(f"| {name} | {bootstrap.stat().st_size / 1e6:.1f} | {statistics.median(times):.1f} | {max(rss):.1f} | `{resp[:60]}` |")
