@@ -117,6 +117,9 @@ pub enum GitError {
     UnknownCommit { remote: String, commit: String },
     #[error("{remote}: reverting {commit} conflicts with later changes; revert it by hand")]
     Conflict { remote: String, commit: String },
+    /// A compare-and-swap change found the file changed since the caller read it.
+    #[error("{remote}: {path} changed since it was read; decide again on the new content")]
+    Stale { remote: String, path: String },
     #[error("{path:?} is not a valid path inside the repository")]
     BadPath { path: String },
     #[error("{remote}: the push lost the race to other commits {attempts} times in a row")]
@@ -138,9 +141,10 @@ pub enum GitError {
 impl Classify for GitError {
     fn class(&self) -> ErrorClass {
         match self {
-            GitError::Contended { .. } | GitError::Git { .. } | GitError::Task(_) => {
-                ErrorClass::Transient
-            }
+            GitError::Contended { .. }
+            | GitError::Stale { .. }
+            | GitError::Git { .. }
+            | GitError::Task(_) => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
         }
     }

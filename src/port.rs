@@ -375,6 +375,10 @@ pub struct GitAuthor {
 pub struct FileChange {
     pub path: String,
     pub content: Option<Vec<u8>>,
+    /// Compare-and-swap: apply only while the file still holds this (`Some(None)`: is absent),
+    /// also on the tip a lost push race re-applies to; otherwise the commit fails with
+    /// [`GitError::Stale`] and nothing is pushed. `None` applies unconditionally.
+    pub expected: Option<Option<Vec<u8>>>,
 }
 
 /// One commit on a branch: the changes are re-applied on the latest tip when a push races.

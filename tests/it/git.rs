@@ -94,6 +94,7 @@ fn spec(path: &str, content: &str, message: &str) -> CommitSpec {
         changes: vec![FileChange {
             path: path.into(),
             content: Some(content.as_bytes().to_vec()),
+            expected: None,
         }],
     }
 }
@@ -346,4 +347,58 @@ async fn a_promotion_is_reverted_once() {
         .await
         .expect_err("unknown");
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compare_and_swap_change_is_refused_once_the_file_moved_even_inside_a_push_race() {
+    // Before the first push reaches git, someone else changes the very file we decided on.
+    let pushes = Arc::new(AtomicUsize::new(0));
+    let seen = pushes.clone();
+    let path = "deployments/mlflow/fraud/kustomization.yaml";
+    let hook: mlops::cli::dev::git_http::BeforePush = Arc::new(move |bare: &Path| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            let work = tempfile::tempdir().expect("tmp");
+            let dir = work.path().display().to_string();
+            git(
+                Path::new("/"),
+                &["clone", "-q", &bare.display().to_string(), &dir],
+            );
+            std::fs::write(work.path().join(path), "resources: [newer]\n").expect("w");
+            git(
+                work.path(),
+                &["commit", "-qam", "Someone releases a newer version"],
+            );
+            git(work.path(), &["push", "-q", "origin", "main"]);
+        }
+    });
+    let s = server(Some(hook)).await;
+    let work = tempfile::tempdir().expect("tmp");
+    let r = remote(&s, TOKEN, work.path());
+    let read = r.read_file("main", path).await.expect("read");
+    assert_eq!(read.as_deref(), Some(b"resources: []\n".as_slice()));
+    let mut cas = spec(path, "resources: [older]\n", "Decided on what was read");
+    cas.changes[0].expected = Some(read);
+    let err = r.commit(&cas).await.expect_err("stale");
+    assert!(matches!(err, GitError::Stale { .. }), "{err:?}");
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient,
+        "retried, and decided again"
+    );
+    assert_eq!(
+        git(&s.bare, &["show", &format!("main:{path}")]),
+        "resources: [newer]\n"
+    );
+
+    // Decided on the current content, it applies; expecting absence of an existing file fails.
+    let now = r.read_file("main", path).await.expect("read");
+    let mut cas = spec(path, "resources: [newest]\n", "Decided on the new content");
+    cas.changes[0].expected = Some(now);
+    assert!(matches!(r.commit(&cas).await, Ok(Pushed::Committed { .. })));
+    let mut absent = spec(path, "x\n", "Expects no file");
+    absent.changes[0].expected = Some(None);
+    assert!(matches!(
+        r.commit(&absent).await,
+        Err(GitError::Stale { .. })
+    ));
 }

@@ -274,9 +274,19 @@ impl Git2Remote {
         for c in &spec.changes {
             check_path(&c.path)?;
         }
-        self.publish(&spec.branch, &spec.message, &spec.author, |repo, tip| {
-            apply(repo, tip, &spec.changes).map_err(|e| self.err("building the tree", &e))
-        })
+        self.publish(
+            &spec.branch,
+            &spec.message,
+            &spec.author,
+            |repo, tip| match apply(repo, tip, &spec.changes) {
+                Ok(Applied::Tree(t)) => Ok(t),
+                Ok(Applied::Stale(path)) => Err(GitError::Stale {
+                    remote: self.url.clone(),
+                    path,
+                }),
+                Err(e) => Err(self.err("building the tree", &e)),
+            },
+        )
     }
 
     fn revert_blocking(
@@ -342,12 +352,19 @@ fn check_path(path: &str) -> Result<(), GitError> {
     }
 }
 
-/// The tip's tree with `changes` applied, or `None` when it already matches.
+enum Applied {
+    /// The new tree, or `None` when the tip already has the changes.
+    Tree(Option<Oid>),
+    /// A compare-and-swap change found this path changed.
+    Stale(String),
+}
+
+/// The tip's tree with `changes` applied.
 fn apply(
     repo: &Repository,
     tip: &git2::Commit<'_>,
     changes: &[FileChange],
-) -> Result<Option<Oid>, git2::Error> {
+) -> Result<Applied, git2::Error> {
     let base = tip.tree()?;
     let mut update = git2::build::TreeUpdateBuilder::new();
     let mut changed = false;
@@ -357,6 +374,9 @@ fn apply(
             .ok()
             .filter(|e| e.kind() == Some(ObjectType::Blob))
             .and_then(|e| repo.find_blob(e.id()).ok().map(|b| b.content().to_vec()));
+        if c.expected.as_ref().is_some_and(|want| *want != current) {
+            return Ok(Applied::Stale(c.path.clone()));
+        }
         match &c.content {
             Some(content) if current.as_deref() != Some(content.as_slice()) => {
                 let blob = repo.blob(content)?;
@@ -371,9 +391,9 @@ fn apply(
         }
     }
     if !changed {
-        return Ok(None);
+        return Ok(Applied::Tree(None));
     }
-    Ok(Some(update.create_updated(repo, &base)?))
+    Ok(Applied::Tree(Some(update.create_updated(repo, &base)?)))
 }
 
 impl GitRemote for Git2Remote {

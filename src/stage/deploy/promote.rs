@@ -195,8 +195,8 @@ impl<R: ModelRegistry, G: GitRemote, B: EventBus, S: ObjectStore> PromoteModel<'
             Err(r) => return Ok(Err(r)),
         };
         let path = serving.release_path();
-        if let Some(current) = self.git.read_file(&git.branch, &path).await?
-            && let Some(pinned) = release::pinned_version(&current)
+        let current = self.git.read_file(&git.branch, &path).await?;
+        if let Some(pinned) = current.as_deref().and_then(release::pinned_version)
             && release::is_older(&v.version, &pinned)
         {
             return Ok(Ok(None));
@@ -229,6 +229,9 @@ impl<R: ModelRegistry, G: GitRemote, B: EventBus, S: ObjectStore> PromoteModel<'
                 changes: vec![FileChange {
                     path: path.clone(),
                     content: Some(content.into_bytes()),
+                    // Decided on what was read: if another release lands first, the commit
+                    // fails as stale and the redelivery decides again (never older over newer).
+                    expected: Some(current),
                 }],
             })
             .await?;
