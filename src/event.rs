@@ -94,6 +94,7 @@ details! {
     DeploymentHealthy => "deploy-sync",
     DeploymentRolledBack => "deploy-sync",
     DeploymentSkipped => "deploy-sync",
+    DeploymentFailed => "deploy-sync",
     ServingScaled => "vllm-scaler",
 }
 
@@ -117,6 +118,7 @@ pub fn pipeline_order(detail_type: &str) -> usize {
         "DeploymentSkipped",
         "DeploymentHealthy",
         "DeploymentRolledBack",
+        "DeploymentFailed",
         "ModelVersionAliasChanged",
         "ServingScaled",
     ];
@@ -384,17 +386,39 @@ pub struct GitPushed {
     /// `Mlops-Rollback-Of:` trailer): synced and watched, never rolled back again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<String>,
+    /// The pipeline's model releases in the push (from the commits' `Mlops-Model:` /
+    /// `Mlops-Model-Version:` trailers), the newest per model; empty for a push by a person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRef>,
 }
 
-/// The application synced to the revision and is Healthy.
+/// A promotion commit in a push: what deploy-sync marks healthy or reverts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReleaseRef {
+    /// The Argo CD application that deploys the model.
+    pub application: String,
+    pub model: String,
+    pub version: String,
+    /// The promotion commit.
+    pub commit: String,
+}
+
+/// The application synced to the revision and is Healthy. `model`/`version` name the release
+/// it serves (its `champion` alias moved there); absent for a push by a person and for the
+/// pipeline's own revert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeploymentHealthy {
     pub schema_version: String,
     pub run_id: String,
     pub application: String,
     pub revision: String,
-    pub model: String,
-    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The pipeline's revert this revision is (its `Mlops-Rollback-Of:` commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
     pub message: String,
 }
 
@@ -409,6 +433,22 @@ pub struct DeploymentRolledBack {
     pub revert_revision: Option<String>,
     pub model: String,
     pub version: String,
+    pub reason: String,
+}
+
+/// The application did not become healthy and nothing was reverted: a push by a person, the
+/// pipeline's own revert (never rolled back again), a revert that conflicts with later commits,
+/// or Argo CD refused the request (401/403, unknown application).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentFailed {
+    pub schema_version: String,
+    pub run_id: String,
+    pub application: String,
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub reason: String,
 }
 

@@ -428,11 +428,37 @@ pub trait GitRemote: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArgoApplication {
+    #[serde(default)]
+    pub spec: ArgoSpec,
     /// A requested operation not yet picked up by the controller.
     #[serde(default)]
     pub operation: Option<serde_json::Value>,
     #[serde(default)]
     pub status: ArgoStatus,
+}
+
+impl ArgoApplication {
+    /// `spec.syncPolicy.automated` is set: Argo CD syncs by itself (a manual sync during its
+    /// own operation is refused), so a refresh is what to ask for.
+    pub fn auto_synced(&self) -> bool {
+        self.spec
+            .sync_policy
+            .as_ref()
+            .is_some_and(|p| p.automated.as_ref().is_some_and(|a| !a.is_null()))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoSpec {
+    #[serde(default)]
+    pub sync_policy: Option<ArgoSyncPolicy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct ArgoSyncPolicy {
+    #[serde(default)]
+    pub automated: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
@@ -486,4 +512,72 @@ pub struct ArgoOperationState {
 pub struct ArgoSyncResult {
     #[serde(default)]
     pub revision: String,
+}
+
+/// Argo CD API failures (errors come back as `runtimeError {code, error, message}` through
+/// grpc-gateway, CONTRACTS §7).
+#[derive(Debug, thiserror::Error)]
+pub enum ArgoError {
+    /// 401/403: a missing, expired or under-privileged token, or an application the account
+    /// cannot see (Argo CD answers "permission denied" for unknown apps too).
+    #[error("Argo CD refused {op} of {app}: {status} {message}")]
+    Refused {
+        op: &'static str,
+        app: String,
+        status: u16,
+        message: String,
+    },
+    /// `FailedPrecondition "another operation is already in progress"`: try again later.
+    #[error("Argo CD: another operation on {app} is already in progress")]
+    Busy { app: String },
+    /// Another 4xx: the request itself is wrong for this application.
+    #[error("Argo CD rejected {op} of {app}: {status} {message}")]
+    Rejected {
+        op: &'static str,
+        app: String,
+        status: u16,
+        message: String,
+    },
+    /// 5xx, a timeout, an unreadable answer: transient.
+    #[error("Argo CD {op} of {app} failed: {message}")]
+    Unavailable {
+        op: &'static str,
+        app: String,
+        message: String,
+    },
+}
+
+impl crate::error::Classify for ArgoError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            ArgoError::Refused { .. } | ArgoError::Rejected { .. } => {
+                crate::error::ErrorClass::Permanent
+            }
+            _ => crate::error::ErrorClass::Transient,
+        }
+    }
+}
+
+/// The Argo CD API as deploy-sync uses it (the account needs `applications, get` and `sync`).
+pub trait ArgoCd: Send + Sync {
+    /// `GET /api/v1/applications/{name}`, with `refresh=normal` when `refresh`.
+    fn application(
+        &self,
+        app: &str,
+        refresh: bool,
+    ) -> impl Future<Output = Result<ArgoApplication, ArgoError>> + Send;
+    /// `POST /api/v1/applications/{name}/sync` to `revision` (asynchronous: it sets
+    /// `.operation`).
+    fn sync(&self, app: &str, revision: &str)
+    -> impl Future<Output = Result<(), ArgoError>> + Send;
+}
+
+/// A queue a function sends itself messages through, delivered after a delay (SQS
+/// `DelaySeconds`): how a Lambda waits minutes without sleeping.
+pub trait DelayQueue: Send + Sync {
+    fn send(
+        &self,
+        body: String,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
 }

@@ -81,7 +81,15 @@ export interface QueueTrigger {
   readonly maxBatchingWindowSeconds?: number;
   /** Upper bound of concurrent invocations from the queue (2..1000). @default unbounded */
   readonly maxConcurrency?: number;
+  /**
+   * The function sends itself delayed messages on this queue (re-checks without a sleeping
+   * Lambda): sqs:SendMessage on it, and its URL in CHECK_QUEUE_URL. @default false
+   */
+  readonly delayedSelfMessages?: boolean;
 }
+
+/** Where a `delayedSelfMessages` function finds its own queue. */
+export const CHECK_QUEUE_URL_ENV = 'CHECK_QUEUE_URL';
 
 export interface WebhookTrigger {
   /**

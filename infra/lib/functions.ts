@@ -158,6 +158,31 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     ],
   },
   {
+    name: 'deploy-sync',
+    description:
+      'Syncs the Argo CD applications a manifests push touches and re-checks them through delayed messages on its own queue: Healthy moves the champion alias, Degraded/failed/deadline reverts the release commit; emits DeploymentHealthy/RolledBack/Failed/Skipped',
+    crate: 'functions/deploy-sync',
+    memoryMb: 512,
+    timeoutSeconds: 120,
+    // Reverts go through a bare clone of the manifests repo in /tmp, like promote-model's.
+    ephemeralStorageMib: 2048,
+    queue: { batchSize: 5, delayedSelfMessages: true },
+    bundlePipelineConfig: true,
+    secrets: ['gitToken', 'argocdToken'],
+    parameters: ['mlflowUrl'],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+      WORK_DIR: '/tmp',
+    }),
+    access: () => [
+      // Once-per-key claims, verdicts and the latest revision per application.
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}deploy-sync/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}deploy-sync/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'registry-poller',
     description: 'Lists new versions of the configured models in the MLflow registry (for registries without webhooks); emits ModelVersionCreated once per version',
     crate: 'functions/registry-poller',

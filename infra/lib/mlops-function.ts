@@ -22,6 +22,7 @@ import { AccessResources, renderAccess } from './access';
 import {
   Access,
   BUNDLED_PIPELINE_CONFIG,
+  CHECK_QUEUE_URL_ENV,
   CLUSTER_NAME_ENV,
   EVENT_BUS_NAME_ENV,
   FunctionContext,
@@ -60,6 +61,7 @@ export const MANAGED_ENV: ReadonlySet<string> = new Set([
   PIPELINE_CONFIG_ENV,
   CLUSTER_NAME_ENV,
   EVENT_BUS_NAME_ENV,
+  CHECK_QUEUE_URL_ENV,
   ...Object.values(PARAMETER_ENV).map((p) => p.env),
   ...Object.values(SECRETS).map((s) => s.env),
 ]);
@@ -205,6 +207,10 @@ export class MlopsFunction extends Construct {
         reportBatchItemFailures: true,
       }),
     );
+    if (q.delayedSelfMessages) {
+      this.fn.addEnvironment(CHECK_QUEUE_URL_ENV, queue.queueUrl);
+      queue.grantSendMessages(this.role);
+    }
     return queue;
   }
 

@@ -77,8 +77,8 @@ export const EXTRA_ROUTES: Route[] = [
 const READERS: Record<SecretId, string[]> = {
   mlflowWebhookSecret: ['mlflow-webhook', 'fake-mlflow-webhook'],
   gitWebhookSecret: ['git-webhook', 'fake-git-webhook'],
-  argocdToken: ['fake-scaler'],
-  gitToken: ['promote-model', 'fake-scaler'],
+  argocdToken: ['deploy-sync', 'fake-scaler'],
+  gitToken: ['promote-model', 'deploy-sync', 'fake-scaler'],
 };
 
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:mlops-alerts';

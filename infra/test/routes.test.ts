@@ -9,6 +9,7 @@ test('routes.json is read as the one list of rules', () => {
     ['dataset-ready', 'mlops', 'launch-training'],
     ['model-version-created', 'mlops', 'validate-model'],
     ['model-validated', 'mlops', 'promote-model'],
+    ['git-pushed', 'mlops', 'deploy-sync'],
     ['ledger-all', 'mlops', 'ledger'],
   ]);
 });

@@ -55,7 +55,7 @@ describe('functions', () => {
     const assembly = (stack.node.root as App).synth();
     const fns = template.findResources('AWS::Lambda::Function');
     const bundling = FUNCTIONS.filter((spec) => spec.bundlePipelineConfig).map((spec) => spec.name);
-    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'registry-poller']);
+    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller']);
     for (const spec of FUNCTIONS) {
       const f = fns[logicalId(fnOf(spec.name).fn)].Properties;
       const assetDir = path.join(assembly.directory, `asset.${String(f.Code.S3Key).replace(/\.zip$/, '')}`);
@@ -253,7 +253,7 @@ describe('least privilege', () => {
       roles.forEach((r) => putters.add(r));
     }
     expect([...putters].sort()).toEqual(
-      ['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
+      ['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
     );
   });
 
@@ -284,14 +284,27 @@ describe('secrets', () => {
     expect(names.sort()).toEqual(Object.values(SECRETS).map((s) => `mlops/${s.name}`).sort());
   });
 
-  test('each secret is read by its one function (mlflow-webhook, git-webhook, promote-model), and the unused ones deny their value to everyone', () => {
-    const readers: Record<string, string> = { mlflowWebhookSecret: 'mlflow-webhook', gitWebhookSecret: 'git-webhook', gitToken: 'promote-model' };
+  test('each secret is read only by the functions that use it (the Git token by promote-model and deploy-sync), and the unused ones deny their value to everyone', () => {
+    const readers: Record<string, string[]> = {
+      mlflowWebhookSecret: ['mlflow-webhook'],
+      gitWebhookSecret: ['git-webhook'],
+      gitToken: ['promote-model', 'deploy-sync'],
+      argocdToken: ['deploy-sync'],
+    };
+    const seen: Record<string, string[]> = {};
     for (const s of allStatements(template)) {
       if (s.statement.Effect !== 'Allow' || !actionsOf(s.statement).includes('secretsmanager:GetSecretValue')) continue;
       const roles = (template.findResources('AWS::IAM::Policy')[s.resource].Properties.Roles as { Ref: string }[]).map((r) => r.Ref);
-      const [id] = Object.entries(stack.secrets).find(([, secret]) => JSON.stringify(s.statement.Resource) === JSON.stringify({ Ref: logicalId(secret) })) ?? [];
-      expect(id && readers[id]).toBeTruthy();
-      expect(roles).toEqual([logicalId(fnOf(readers[id as string]).role)]);
+      expect(roles).toHaveLength(1);
+      for (const r of asArray(s.statement.Resource)) {
+        const [id] = Object.entries(stack.secrets).find(([, secret]) => JSON.stringify(r) === JSON.stringify({ Ref: logicalId(secret) })) ?? [];
+        expect(id && readers[id]).toBeTruthy();
+        expect(readers[id as string].map((n) => logicalId(fnOf(n).role))).toContain(roles[0]);
+        (seen[id as string] ??= []).push(roles[0]);
+      }
+    }
+    for (const [id, names] of Object.entries(readers)) {
+      expect([id, (seen[id] ?? []).sort()]).toEqual([id, names.map((n) => logicalId(fnOf(n).role)).sort()]);
     }
     for (const [id, secret] of Object.entries(stack.secrets)) {
       if (id in readers) continue;
@@ -310,6 +323,29 @@ describe('secrets', () => {
           ],
         },
       });
+    }
+  });
+});
+
+describe('delayed re-checks', () => {
+  test('deploy-sync may send to its own queue and to no other, and finds it in CHECK_QUEUE_URL', () => {
+    const f = fnOf('deploy-sync');
+    const senders: string[] = [];
+    for (const { resource, statement } of allStatements(template)) {
+      if (statement.Effect !== 'Allow' || !actionsOf(statement).includes('sqs:SendMessage')) continue;
+      const policy = template.findResources('AWS::IAM::Policy')[resource];
+      if (!policy) continue; // queue policies: EventBridge delivering to the queues
+      const roles = (policy.Properties.Roles as { Ref: string }[]).map((r) => r.Ref);
+      if (!roles.includes(logicalId(f.role))) continue;
+      senders.push(...roles);
+      expect(statement.Resource).toEqual(getAtt(logicalId(f.queue!)));
+    }
+    expect(senders).toEqual([logicalId(f.role)]);
+    const env = template.findResources('AWS::Lambda::Function')[logicalId(f.fn)].Properties.Environment.Variables;
+    expect(env.CHECK_QUEUE_URL).toEqual({ Ref: logicalId(f.queue!) });
+    for (const other of FUNCTIONS.filter((s) => s.name !== 'deploy-sync')) {
+      const vars = template.findResources('AWS::Lambda::Function')[logicalId(fnOf(other.name).fn)].Properties.Environment.Variables;
+      expect([other.name, vars.CHECK_QUEUE_URL]).toEqual([other.name, undefined]);
     }
   });
 });

@@ -376,3 +376,26 @@ impl crate::port::Registry for MemoryRegistry {
         Ok(v)
     }
 }
+
+/// A [`crate::port::DelayQueue`] that keeps what was sent, with its delay.
+#[derive(Default)]
+pub struct MemoryQueue {
+    sent: Mutex<Vec<(String, std::time::Duration)>>,
+}
+
+impl MemoryQueue {
+    /// Takes every message sent so far.
+    pub fn take(&self) -> Vec<(String, std::time::Duration)> {
+        std::mem::take(&mut *self.sent.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl crate::port::DelayQueue for MemoryQueue {
+    async fn send(&self, body: String, delay: std::time::Duration) -> Result<(), BusError> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((body, delay));
+        Ok(())
+    }
+}

@@ -1,5 +1,6 @@
 //! Real I/O behind the ports, and in-memory fakes beside them for stage tests.
 
+pub mod argocd;
 pub mod aws;
 pub mod eks;
 pub mod eventbridge;
@@ -10,3 +11,4 @@ pub mod memory;
 pub mod mlflow;
 pub mod s3;
 pub mod secrets;
+pub mod sqs;

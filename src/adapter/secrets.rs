@@ -20,6 +20,20 @@ impl SecretsManagerSecret {
         }
     }
 
+    /// The current value as a token (an API or Git token, trimmed): read once, at cold start.
+    pub async fn token(&self) -> Result<secrecy::SecretString, BoxError> {
+        let value = self
+            .stage("AWSCURRENT")
+            .await?
+            .ok_or_else(|| format!("secret {} has no AWSCURRENT value", self.secret_id))?;
+        let value = String::from_utf8(value)
+            .map_err(|_| format!("secret {} is not UTF-8", self.secret_id))?;
+        if value.trim().is_empty() {
+            return Err(format!("secret {} is empty", self.secret_id).into());
+        }
+        Ok(secrecy::SecretString::from(value.trim().to_owned()))
+    }
+
     async fn stage(&self, stage: &str) -> Result<Option<Vec<u8>>, BoxError> {
         match self
             .client

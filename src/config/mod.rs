@@ -48,6 +48,61 @@ pub struct PipelineConfig {
     pub models: BTreeMap<String, ModelConfig>,
     #[serde(default)]
     pub git: Option<GitConfig>,
+    /// The Argo CD that deploys the manifests repo; without it deploy-sync reports every push
+    /// as skipped.
+    #[serde(default)]
+    pub argocd: Option<ArgoCdConfig>,
+}
+
+/// `argocd`: where deploy-sync asks for syncs, and how long it watches one.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArgoCdConfig {
+    /// `https://argocd.example.com` (the API token comes from Secrets Manager).
+    pub server: String,
+    /// The applications' namespace when Argo CD manages apps outside its own (`appNamespace`).
+    #[serde(default)]
+    pub app_namespace: Option<String>,
+    /// Delay between two health checks (an SQS message delay, at most 15 minutes).
+    #[serde(default = "default_check_every", deserialize_with = "de_check_every")]
+    pub check_every: u64,
+    /// A sync not Healthy this long after the push is rolled back. Size it for the slowest
+    /// model load (vLLM: node + image + weights + engine start, SERVING.md §3).
+    #[serde(
+        default = "default_health_deadline",
+        deserialize_with = "de_health_deadline"
+    )]
+    pub deadline: u64,
+}
+
+fn default_check_every() -> u64 {
+    30
+}
+fn default_health_deadline() -> u64 {
+    30 * 60
+}
+
+fn de_argocd_secs<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => {
+            parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("argocd.{field}: {e}")))
+        }
+    }
+}
+
+fn de_check_every<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    de_argocd_secs(d, "check_every")
+}
+
+fn de_health_deadline<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    de_argocd_secs(d, "deadline")
 }
 
 /// `git`: the GitOps manifests repository the deployment stage commits releases to.
@@ -279,6 +334,26 @@ impl PipelineConfig {
                         "model {name} has a serving block but there is no git.manifests_repo"
                     ));
                 }
+            }
+        }
+        if let Some(a) = &self.argocd {
+            if !(a.server.starts_with("https://") || a.server.starts_with("http://")) {
+                return Err(format!(
+                    "argocd.server must be an https:// URL, got {:?}",
+                    a.server
+                ));
+            }
+            if !(1..=900).contains(&a.check_every) {
+                return Err(format!(
+                    "argocd.check_every must be between 1 second and 15 minutes (an SQS delay), got {} seconds",
+                    a.check_every
+                ));
+            }
+            if a.deadline < a.check_every || i64::try_from(a.deadline).is_err() {
+                return Err(format!(
+                    "argocd.deadline must be at least check_every ({} s), got {} seconds",
+                    a.check_every, a.deadline
+                ));
             }
         }
         if let Some(g) = &self.git
@@ -607,6 +682,43 @@ impl PromoteFnSettings {
         };
         env.finish()?;
         Ok(s)
+    }
+}
+
+/// Settings of the `deploy-sync` function: promote-model's Git settings (it pushes reverts), the
+/// Argo CD token and its own queue for delayed re-checks.
+#[derive(Debug, Clone)]
+pub struct DeploySyncFnSettings {
+    pub git: PromoteFnSettings,
+    /// Secrets Manager ARN (or name) of the Argo CD API token; required when the pipeline
+    /// config has an `argocd` block.
+    pub argocd_token_secret: Option<String>,
+    /// deploy-sync's own queue: re-checks are sent to it with a delay.
+    pub check_queue_url: String,
+}
+
+impl DeploySyncFnSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(&lookup);
+        let check_queue_url = env.required("CHECK_QUEUE_URL");
+        let argocd_token_secret =
+            Some(env.optional("ARGOCD_TOKEN_SECRET_ARN", "")).filter(|s| !s.is_empty());
+        let git = PromoteFnSettings::from_env(&lookup);
+        let missing = match (env.finish(), git) {
+            (Ok(()), Ok(git)) => {
+                return Ok(DeploySyncFnSettings {
+                    git,
+                    argocd_token_secret,
+                    check_queue_url,
+                });
+            }
+            (Err(ConfigError::MissingEnv(mut a)), Err(ConfigError::MissingEnv(b))) => {
+                a.extend(b);
+                a
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        Err(ConfigError::MissingEnv(missing))
     }
 }
 

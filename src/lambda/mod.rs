@@ -2,6 +2,7 @@
 //! failures, and each function's wiring of adapters to its stage.
 
 pub mod data_arrival;
+pub mod deploy_sync;
 pub mod git_webhook;
 pub mod launch_training;
 pub mod ledger;

@@ -1,7 +1,6 @@
 //! Wiring of the `promote-model` function (queue-fed with `ModelValidated`).
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use secrecy::SecretString;
 
 use super::sqs::EventHandler;
 use crate::adapter::git::Git2Remote;
@@ -12,7 +11,6 @@ use crate::error::{BoxError, Classify, ErrorClass};
 use crate::event::ModelValidated;
 use crate::port::{EventBus, GitAuthor, GitRemote, ModelRegistry, ObjectStore};
 use crate::stage::deploy::promote::{PromoteError, PromoteModel, PromoteSettings, Promoted};
-use crate::stage::registry::receive::SecretSource;
 
 pub struct PromoteModelFn<R, G, B, S> {
     pub pipeline: PipelineConfig,
@@ -29,27 +27,7 @@ impl PromoteModelFn<MlflowRegistry, Git2Remote, EventBridgeBus, S3Store> {
         let settings = PromoteFnSettings::from_env(|k| std::env::var(k).ok())?;
         let pipeline = PipelineConfig::load(&settings.pipeline_config)?;
         let sdk = aws::load().await;
-        let token = SecretsManagerSecret::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
-            &settings.git_token_secret,
-        )
-        .secrets()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or("the Git token secret is empty")?;
-        let token = String::from_utf8(token).map_err(|_| "the Git token is not UTF-8")?;
-        let repo = pipeline
-            .git
-            .as_ref()
-            .map(|g| g.manifests_repo.clone())
-            .ok_or("the pipeline config has no git.manifests_repo")?;
-        let git = Git2Remote::new(
-            &repo,
-            &settings.git_username,
-            Some(SecretString::from(token.trim().to_owned())),
-            &settings.work_dir,
-        )?;
+        let git = manifests_remote(&sdk, &settings, &pipeline).await?;
         Ok(PromoteModelFn {
             pipeline,
             registry: MlflowRegistry::new(&settings.mlflow_tracking_uri, |k| {
@@ -69,6 +47,32 @@ impl PromoteModelFn<MlflowRegistry, Git2Remote, EventBridgeBus, S3Store> {
             },
         })
     }
+}
+
+/// The manifests repo with the Git token from Secrets Manager (read at cold start), as
+/// promote-model and deploy-sync (reverts) push to it.
+pub async fn manifests_remote(
+    sdk: &aws_config::SdkConfig,
+    settings: &PromoteFnSettings,
+    pipeline: &PipelineConfig,
+) -> Result<Git2Remote, BoxError> {
+    let token = SecretsManagerSecret::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        &settings.git_token_secret,
+    )
+    .token()
+    .await?;
+    let repo = pipeline
+        .git
+        .as_ref()
+        .map(|g| g.manifests_repo.clone())
+        .ok_or("the pipeline config has no git.manifests_repo")?;
+    Ok(Git2Remote::new(
+        &repo,
+        &settings.git_username,
+        Some(token),
+        &settings.work_dir,
+    )?)
 }
 
 #[derive(Debug, thiserror::Error)]

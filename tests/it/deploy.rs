@@ -21,15 +21,18 @@ use secrecy::SecretString;
 
 use crate::harness::{root, venv_python};
 
-const TOKEN: &str = "ghs_deploy_test";
+pub(crate) const TOKEN: &str = "ghs_deploy_test";
 
+/// Versions, aliases and tags in memory; aliases and tags are recorded for deploy-sync's tests.
 #[derive(Default)]
-struct FakeRegistry {
+pub(crate) struct FakeRegistry {
     versions: Mutex<BTreeMap<(String, String), ModelVersion>>,
+    pub(crate) aliases: Mutex<BTreeMap<(String, String), String>>,
+    pub(crate) tags: Mutex<BTreeMap<(String, String, String), String>>,
 }
 
 impl FakeRegistry {
-    fn add(&self, model: &str, version: &str, source: &str, tags: &[(&str, &str)]) {
+    pub(crate) fn add(&self, model: &str, version: &str, source: &str, tags: &[(&str, &str)]) {
         self.versions.lock().expect("lock").insert(
             (model.into(), version.into()),
             ModelVersion {
@@ -64,37 +67,50 @@ impl ModelRegistry for FakeRegistry {
     async fn versions_since(&self, _: &str, _: i64) -> Result<Vec<ModelVersion>, RegistryError> {
         Ok(vec![])
     }
-    async fn alias(&self, _: &str, _: &str) -> Result<Option<String>, RegistryError> {
-        Ok(None)
+    async fn alias(&self, m: &str, a: &str) -> Result<Option<String>, RegistryError> {
+        Ok(self
+            .aliases
+            .lock()
+            .expect("lock")
+            .get(&(m.to_owned(), a.to_owned()))
+            .cloned())
     }
     async fn set_version_tag(
         &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &str,
+        m: &str,
+        v: &str,
+        k: &str,
+        value: &str,
     ) -> Result<(), RegistryError> {
+        self.tags
+            .lock()
+            .expect("lock")
+            .insert((m.into(), v.into(), k.into()), value.into());
         Ok(())
     }
-    async fn set_alias(&self, _: &str, _: &str, _: &str) -> Result<(), RegistryError> {
+    async fn set_alias(&self, m: &str, a: &str, v: &str) -> Result<(), RegistryError> {
+        self.aliases
+            .lock()
+            .expect("lock")
+            .insert((m.into(), a.into()), v.into());
         Ok(())
     }
 }
 
-struct World {
+pub(crate) struct World {
     _root: tempfile::TempDir,
     _work: tempfile::TempDir,
-    bare: std::path::PathBuf,
+    pub(crate) bare: std::path::PathBuf,
     _http: GitHttp,
-    pipeline: PipelineConfig,
-    settings: PromoteSettings,
-    git: Git2Remote,
-    registry: FakeRegistry,
-    bus: MemoryBus,
-    store: MemoryStore,
+    pub(crate) pipeline: PipelineConfig,
+    pub(crate) settings: PromoteSettings,
+    pub(crate) git: Git2Remote,
+    pub(crate) registry: FakeRegistry,
+    pub(crate) bus: MemoryBus,
+    pub(crate) store: MemoryStore,
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -108,7 +124,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn world(token: &str) -> World {
+pub(crate) async fn world(token: &str) -> World {
     let root_dir = tempfile::tempdir().expect("tmp");
     let bare = seed_bare_repo(
         root_dir.path(),
@@ -169,7 +185,9 @@ models:
 }
 
 impl World {
-    fn stage(&self) -> PromoteModel<'_, FakeRegistry, Git2Remote, MemoryBus, MemoryStore> {
+    pub(crate) fn stage(
+        &self,
+    ) -> PromoteModel<'_, FakeRegistry, Git2Remote, MemoryBus, MemoryStore> {
         PromoteModel {
             pipeline: &self.pipeline,
             settings: &self.settings,
@@ -179,18 +197,18 @@ impl World {
             store: &self.store,
         }
     }
-    fn commits(&self) -> usize {
+    pub(crate) fn commits(&self) -> usize {
         git(&self.bare, &["rev-list", "--count", "main"])
             .trim()
             .parse()
             .expect("count")
     }
-    fn show(&self, path: &str) -> String {
+    pub(crate) fn show(&self, path: &str) -> String {
         git(&self.bare, &["show", &format!("main:{path}")])
     }
 }
 
-fn validated(model: &str, version: &str, run: &str) -> ModelValidated {
+pub(crate) fn validated(model: &str, version: &str, run: &str) -> ModelValidated {
     ModelValidated {
         schema_version: "1".into(),
         run_id: run.into(),

@@ -2,6 +2,7 @@
 //! and EventBridge; pandas for the cleaning reference), plus checks over every file in events/.
 
 mod apiserver;
+mod argocd;
 mod cli;
 mod deploy;
 mod events;
@@ -12,4 +13,5 @@ mod pandas_diff;
 mod pandas_parity;
 mod pipeline;
 mod registry;
+mod sync;
 mod training;

@@ -95,8 +95,8 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("setting alias champion: {e}"))?;
         say(format!(
-            "\nthe demo sets alias `champion` on {model} v{version} itself: the deployment stage \
-             (not built yet) will move it once a deployment is healthy"
+            "\nthe demo sets alias `champion` on {model} v{version} itself: deploy-sync moves it \
+             only when Argo CD reports the deployment Healthy, and no Argo CD runs here"
         ))?;
     } else {
         say(format!(
@@ -115,8 +115,10 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
     say(format!(
         "\nverdicts are recorded in MLflow at {} (tags mlops.validation.status and \
          mlops.validation.report, alias `challenger` on a pass; the server stops with the demo)\n\
-         deployment skipped: the Argo CD sync and health gate (deploy-sync) are not built yet, \
-         and no Argo CD runs here",
+         deployment skipped: deploy-sync reported DeploymentSkipped (\"no Argo CD configured\"): \
+         nothing was synced and no alias moved. With an `argocd` block it syncs the pushed \
+         revision, waits for Healthy and reverts the release commit otherwise (README, \
+         \"Deployment stage\")",
         local.mlflow.endpoint
     ))
 }
@@ -161,7 +163,12 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
                         .models
                         .get(v.detail["model"].as_str().unwrap_or_default())
                         .is_none_or(|m| m.serving.is_none())
-                    || (has("ModelPromoted") && has("GitPushed"))
+                    || (has("ModelPromoted")
+                        && has("GitPushed")
+                        && (has("DeploymentSkipped")
+                            || has("DeploymentHealthy")
+                            || has("DeploymentRolledBack")
+                            || has("DeploymentFailed")))
                     || has("PromotionFailed")
             };
             if let Some(verdict) = verdict

@@ -18,15 +18,18 @@ use super::moto::{Moto, find_moto};
 use super::stack::{Routes, Stack, StackSpec, provision};
 use super::webhook::{StaticSecret, serve};
 use super::worker::poll_once;
+use crate::adapter::argocd::ArgoCdClient;
 use crate::adapter::git::Git2Remote;
 use crate::adapter::local_exec::LocalCluster;
 use crate::adapter::mlflow::MlflowRegistry;
+use crate::adapter::sqs::SqsDelayQueue;
 use crate::adapter::{aws, eventbridge::EventBridgeBus, s3::S3Store};
 use crate::cli::{ROUTES_JSON, timeline};
 use crate::config::GitConfig;
 use crate::config::{
     LedgerSettings, PipelineConfig, PollSettings, TrainingSettings, ValidateSettings,
 };
+use crate::lambda::deploy_sync::DeploySyncFn;
 use crate::lambda::sqs::EventHandler;
 use crate::lambda::{
     data_arrival::DataArrivalFn, launch_training::LaunchTrainingFn, ledger::LedgerFn,
@@ -38,6 +41,7 @@ use crate::stage::data_arrival::Settings;
 use crate::stage::deploy::promote::PromoteSettings;
 use crate::stage::deploy::push::PushHeaders;
 use crate::stage::deploy::receive::{PushReceiver, PushReceiverSettings};
+use crate::stage::deploy::sync::DeploySettings;
 use crate::stage::registry::receive::{ReceiverSettings, WebhookReceiver};
 use crate::stage::registry::webhook::Limits;
 
@@ -263,6 +267,11 @@ impl DevFunctions {
 /// promote-model of the local stack, pushing to the local manifests repo.
 pub type DevPromote = PromoteModelFn<MlflowRegistry, Git2Remote, EventBridgeBus, S3Store>;
 
+/// deploy-sync of the local stack: no Argo CD runs here, so it reports every push skipped
+/// (tests plug an Argo CD double into `argocd` and `pipeline.argocd`).
+pub type DevDeploy =
+    DeploySyncFn<ArgoCdClient, Git2Remote, MlflowRegistry, EventBridgeBus, S3Store, SqsDelayQueue>;
+
 /// git-webhook of the local stack.
 pub type DevPushReceiver = PushReceiver<StaticSecret, EventBridgeBus, S3Store>;
 
@@ -282,6 +291,7 @@ pub struct LocalStack {
     /// Where MLflow delivers its webhooks (`http://127.0.0.1:PORT/mlflow-webhook`).
     pub webhook_url: String,
     pub promote: DevPromote,
+    pub deploy: DevDeploy,
     /// The manifests repo (`git http-backend` on loopback, token auth), seeded from
     /// `samples/manifests-repo/`, and its bare repository on disk.
     pub manifests_repo: String,
@@ -405,16 +415,40 @@ impl LocalStack {
             .load_secret()
             .await
             .map_err(|e| anyhow::anyhow!("push webhook secret: {e}"))?;
+        let author = GitAuthor {
+            name: "mlops pipeline".into(),
+            email: "mlops-pipeline@localhost".into(),
+        };
+        let deploy = DeploySyncFn {
+            pipeline: promote_pipeline.clone(),
+            settings: DeploySettings {
+                artifact_bucket: stack.artifact_bucket.clone(),
+                state_prefix: "state/".into(),
+                claim_lease: Duration::from_secs(60),
+                author: author.clone(),
+            },
+            argocd: None,
+            git: Git2Remote::new(
+                &manifests_repo,
+                "x-access-token",
+                Some(secrecy::SecretString::from(token.clone())),
+                &work.path().join("git-work-deploy"),
+            )?,
+            registry: MlflowRegistry::new(&mlflow.endpoint, |_| None)?,
+            bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &stack.bus),
+            store: S3Store::new(aws::s3_client(&sdk)),
+            queue: SqsDelayQueue::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                &stack.queue("deploy-sync")?.url,
+            ),
+        };
         let promote = PromoteModelFn {
             pipeline: promote_pipeline,
             settings: PromoteSettings {
                 artifact_bucket: stack.artifact_bucket.clone(),
                 state_prefix: "state/".into(),
                 claim_lease: Duration::from_secs(60),
-                author: GitAuthor {
-                    name: "mlops pipeline".into(),
-                    email: "mlops-pipeline@localhost".into(),
-                },
+                author,
             },
             registry: MlflowRegistry::new(&mlflow.endpoint, |_| None)?,
             git: Git2Remote::new(
@@ -438,6 +472,7 @@ impl LocalStack {
             webhook,
             webhook_url,
             promote,
+            deploy,
             manifests_repo,
             manifests_bare,
             git,
@@ -467,6 +502,14 @@ impl LocalStack {
             .await?
             .0;
         let n = n + self.deliver_pushes().await?;
+        let n = n + poll_once(
+            &self.sqs,
+            &self.stack.queue("deploy-sync")?.url,
+            &self.deploy,
+            0,
+        )
+        .await?
+        .0;
         // Drain the ledger once more so what the others emitted is on the record.
         Ok(n + self.functions.pump(&self.sqs, &self.stack).await?)
     }

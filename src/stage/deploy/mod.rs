@@ -6,3 +6,4 @@ pub mod promote;
 pub mod push;
 pub mod receive;
 pub mod release;
+pub mod sync;

@@ -5,15 +5,17 @@
 //! `manifests_path` they touch. The pipeline's own commits carry `Mlops-Run-Id:` trailers, so a
 //! push of a release continues its run and a push by a person starts a new one.
 //!
-//! This module is pure: the `git-webhook` handler (not built yet) puts it behind a Function URL.
+//! This module is pure: the `git-webhook` handler ([`super::receive`]) puts it behind a Function
+//! URL.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::config::PipelineConfig;
+use crate::event::ReleaseRef;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -295,6 +297,8 @@ pub enum PushOutcome {
         /// From the commits' `Mlops-Run-Id:` trailer (the newest one); `None` for a push by a
         /// person (the handler mints a run id).
         run_id: Option<String>,
+        /// The pipeline's promotion commits in the push, the newest per model.
+        releases: Vec<ReleaseRef>,
     },
 }
 
@@ -348,6 +352,25 @@ pub fn applications(pipeline: &PipelineConfig, push: &Push) -> PushOutcome {
     if concerned.is_empty() {
         return PushOutcome::Ignored("the push touches no application's manifests".into());
     }
+    let mut releases = BTreeMap::new();
+    for c in &push.commits {
+        let (Some(model), Some(version)) = (
+            trailer(&c.message, "Mlops-Model"),
+            trailer(&c.message, "Mlops-Model-Version"),
+        ) else {
+            continue;
+        };
+        let Some(serving) = pipeline.models.get(&model).and_then(|m| m.serving.as_ref()) else {
+            continue;
+        };
+        let release = ReleaseRef {
+            application: serving.argocd_app.clone(),
+            model: model.clone(),
+            version,
+            commit: c.id.clone(),
+        };
+        releases.insert(model, release);
+    }
     PushOutcome::Applications {
         applications: concerned.into_iter().map(str::to_owned).collect(),
         revision: push.after.clone(),
@@ -356,6 +379,7 @@ pub fn applications(pipeline: &PipelineConfig, push: &Push) -> PushOutcome {
             .iter()
             .rev()
             .find_map(|c| trailer(&c.message, "Mlops-Run-Id")),
+        releases: releases.into_values().collect(),
     }
 }
 
@@ -514,7 +538,7 @@ models:
         let repo = "https://github.com/example/ml-manifests.git";
         let release = "deployments/mlflow/fraud-detection/release.yaml";
         let ours = commit(
-            "Promote fraud-detection v3\n\nMlops-Run-Id: run-7\nMlops-Model-Version: 3\n",
+            "Promote fraud-detection v3\n\nMlops-Run-Id: run-7\nMlops-Model: fraud-detection\nMlops-Model-Version: 3\n",
             &[release],
         );
         assert_eq!(
@@ -526,6 +550,12 @@ models:
                 applications: vec!["fraud-detection".into()],
                 revision: "2222222222222222222222222222222222222222".into(),
                 run_id: Some("run-7".into()),
+                releases: vec![ReleaseRef {
+                    application: "fraud-detection".into(),
+                    model: "fraud-detection".into(),
+                    version: "3".into(),
+                    commit: "c".into(),
+                }],
             }
         );
         // A person edits a shared base: every application, and no run id.
@@ -533,6 +563,7 @@ models:
         let PushOutcome::Applications {
             applications: a,
             run_id,
+            releases,
             ..
         } = applications(
             &p,
@@ -543,6 +574,7 @@ models:
         };
         assert_eq!(a, ["fraud-detection", "vllm-mistral-7b-support"]);
         assert_eq!(run_id, None);
+        assert!(releases.is_empty(), "a person's push releases nothing");
         // A prefix of a directory name is not that directory.
         let near = commit(
             "x",

@@ -108,7 +108,7 @@ impl<K: SecretSource, B: EventBus, S: ObjectStore> PushReceiver<K, B, S> {
             Ok(p) => p,
             Err(r) => return reply(r.status(), r.to_string()),
         };
-        let (apps, revision, run_id) = match applications(&self.pipeline, &push) {
+        let (apps, revision, run_id, releases) = match applications(&self.pipeline, &push) {
             PushOutcome::Ignored(why) => {
                 tracing::info!(%why, "push ignored");
                 return reply(202, why);
@@ -117,7 +117,8 @@ impl<K: SecretSource, B: EventBus, S: ObjectStore> PushReceiver<K, B, S> {
                 applications,
                 revision,
                 run_id,
-            } => (applications, revision, run_id),
+                releases,
+            } => (applications, revision, run_id, releases),
         };
         // The delivery id when the forge sends one, else the revision (same push, same key).
         let delivery = if verified.delivery.is_empty() {
@@ -162,6 +163,7 @@ impl<K: SecretSource, B: EventBus, S: ObjectStore> PushReceiver<K, B, S> {
                 .iter()
                 .rev()
                 .find_map(|c| trailer(&c.message, ROLLBACK_TRAILER)),
+            releases,
         };
         let event = match BusEvent::new(&event) {
             Ok(e) => e,
