@@ -122,6 +122,13 @@ FUNCTIONS = {
                                             "version": "1", "checks": []}}),
                       {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "ARTIFACT_BUCKET": "a",
                        "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
+    # A push that concerns no application: acknowledged without Argo CD, Git or S3 (the Git token
+    # is read from moto at init, as in Lambda).
+    "deploy-sync": (sqs_batch({"version": "0", "id": "e", "detail-type": "GitPushed", "source": "mlops.git-webhook",
+                               "detail": {"schema_version": "1", "run_id": "run-1", "repo": "r", "ref": "refs/heads/main",
+                                          "revision": "0" * 39 + "1", "applications": [], "delivery_id": "d"}}),
+                    {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "ARTIFACT_BUCKET": "a",
+                     "CHECK_QUEUE_URL": "http://127.0.0.1:9/q", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
     # A signed GitHub ping through a Function URL (secret from moto, filled in by main()).
     "git-webhook": (None, {"EVENT_BUS_NAME": "mlops", "ARTIFACT_BUCKET": "a",
                            "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
@@ -208,6 +215,7 @@ def main() -> int:
     # The same signing secret serves the GitHub ping; promote-model reads its Git token.
     FUNCTIONS["git-webhook"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_WEBHOOK_SECRET_ARN": secret_arn})
     FUNCTIONS["promote-model"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_TOKEN_SECRET_ARN": "git-token"})
+    FUNCTIONS["deploy-sync"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_TOKEN_SECRET_ARN": "git-token"})
     events = {"mlflow-webhook": function_url_request, "git-webhook": github_ping}
     for name, (event, env) in FUNCTIONS.items():
         bootstrap = args.lambda_dir / name / "bootstrap"

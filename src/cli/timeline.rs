@@ -122,6 +122,22 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
                 .map(|c| format!(" rollback_of={c}"))
                 .unwrap_or_default()
         ),
+        "DeploymentHealthy" | "DeploymentRolledBack" | "DeploymentFailed" | "DeploymentSkipped" => {
+            let mut line = format!(
+                "application={} revision={} model={} version={}",
+                s("application"),
+                s("revision"),
+                s("model"),
+                s("version")
+            );
+            if let Some(r) = d["revert_revision"].as_str() {
+                line.push_str(&format!(" revert={r}"));
+            }
+            if let Some(r) = d["reason"].as_str().or(d["message"].as_str()) {
+                line.push_str(&format!(": {r}"));
+            }
+            line
+        }
         "ModelPromoted" => format!(
             "model={} version={} commit={} {}",
             s("model"),

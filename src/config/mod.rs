@@ -827,4 +827,57 @@ mod tests {
             "{msg}"
         );
     }
+
+    #[test]
+    fn the_argocd_block_parses_durations_and_names_bad_values() {
+        let base = "datasets: {}\nargocd:\n  server: https://argocd.example.com\n";
+        let cfg = PipelineConfig::from_yaml(base, "t.yaml").expect("defaults");
+        let a = cfg.argocd.expect("argocd");
+        assert_eq!((a.check_every, a.deadline), (30, 1800));
+        let cfg = PipelineConfig::from_yaml(
+            &format!("{base}  check_every: 1m\n  deadline: 2h\n"),
+            "t.yaml",
+        )
+        .expect("durations");
+        let a = cfg.argocd.expect("argocd");
+        assert_eq!((a.check_every, a.deadline), (60, 7200));
+        for (extra, names) in [
+            ("  check_every: 16m\n", "check_every"),
+            ("  check_every: 0\n", "check_every"),
+            ("  check_every: 5m\n  deadline: 1m\n", "deadline"),
+            ("  deadline: soon\n", "argocd.deadline"),
+            ("  token: abc\n", "token"),
+        ] {
+            let err =
+                PipelineConfig::from_yaml(&format!("{base}{extra}"), "t.yaml").expect_err(extra);
+            assert!(err.to_string().contains(names), "{extra}: {err}");
+        }
+        let err = PipelineConfig::from_yaml("datasets: {}\nargocd: {server: argocd:443}\n", "t")
+            .expect_err("not a URL");
+        assert!(err.to_string().contains("argocd.server"), "{err}");
+    }
+
+    #[test]
+    fn deploy_sync_settings_report_every_missing_variable() {
+        let err = DeploySyncFnSettings::from_env(|_| None).expect_err("missing");
+        let msg = err.to_string();
+        for v in ["CHECK_QUEUE_URL", "GIT_TOKEN_SECRET_ARN", "EVENT_BUS_NAME"] {
+            assert!(msg.contains(v), "{msg}");
+        }
+        let env = |k: &str| {
+            [
+                ("CHECK_QUEUE_URL", "https://sqs/q"),
+                ("EVENT_BUS_NAME", "mlops"),
+                ("MLFLOW_TRACKING_URI", "http://mlflow"),
+                ("GIT_TOKEN_SECRET_ARN", "git"),
+                ("ARTIFACT_BUCKET", "a"),
+            ]
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+        };
+        let s = DeploySyncFnSettings::from_env(env).expect("complete");
+        assert_eq!(s.argocd_token_secret, None);
+        assert_eq!(s.check_queue_url, "https://sqs/q");
+    }
 }

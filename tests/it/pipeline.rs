@@ -360,6 +360,15 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
             && l.contains("applications=fraud-detection")),
         "{stdout}"
     );
+    // deploy-sync reports the push skipped, and why: no Argo CD runs here.
+    assert!(
+        stdout.lines().any(|l| l.contains("mlops.deploy-sync")
+            && l.contains("DeploymentSkipped")
+            && l.contains("application=fraud-detection")
+            && l.contains("version=1")
+            && l.contains(": no Argo CD configured")),
+        "{stdout}"
+    );
     assert!(stdout.contains("deployment skipped:"), "{stdout}");
     // Webhook and poller both report each version; the gate judges it once.
     let verdicts = stdout

@@ -509,3 +509,193 @@ async fn without_argo_cd_every_push_is_skipped_and_nothing_is_asked() {
     assert_eq!(d.alias(), None);
     assert_eq!(d.deployment_events(), ["DeploymentSkipped"]);
 }
+
+/// The rollback end to end on the dev stack: moto (bus, queues with real `DelaySeconds`,
+/// ledger), a real MLflow server, the manifests repo served by `git http-backend` whose
+/// post-receive hook delivers signed GitHub pushes to git-webhook, and deploy-sync pointed at
+/// the Argo CD double, which reports the synced release Degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_a_degraded_release_is_reverted_in_the_served_repo_and_nothing_loops() {
+    use mlops::adapter::eventbridge::EventBridgeBus;
+    use mlops::adapter::mlflow::MlflowRegistry;
+    use mlops::adapter::s3::S3Store;
+    use mlops::event::{BusEvent, ModelValidated};
+    use mlops::port::{EventBus, ModelRegistry};
+    use mlops::stage::ledger::Ledger;
+
+    let mut local = mlops::cli::dev::local::LocalStack::start(&crate::harness::prefix("rollback"))
+        .await
+        .expect("local stack");
+    let bare = local.manifests_bare.clone();
+    let release_before = git(&bare, &["show", &format!("main:{RELEASE}")]);
+    let old = git(&bare, &["rev-parse", "main"]).trim().to_owned();
+    let argo = ArgoDouble::start().await;
+    argo.app(APP, Script::Degraded, false, &old);
+    local.deploy.argocd =
+        Some(ArgoCdClient::new(&argo.url, SecretString::from(ARGO_TOKEN), None).expect("client"));
+    local.deploy.pipeline.argocd = Some(ArgoCdConfig {
+        server: argo.url.clone(),
+        app_namespace: None,
+        check_every: 1,
+        deadline: 600,
+    });
+
+    // The registry: v1 is the champion, v2 the validated candidate.
+    let mlflow = &local.mlflow.endpoint;
+    let http = reqwest::Client::new();
+    let call = |path: &str, body: serde_json::Value| {
+        let req = http
+            .post(format!("{mlflow}/api/2.0/mlflow/{path}"))
+            .json(&body);
+        async move {
+            let r = req.send().await.expect("mlflow");
+            assert!(
+                r.status().is_success(),
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+    };
+    call(
+        "registered-models/create",
+        serde_json::json!({"name": MODEL}),
+    )
+    .await;
+    for _ in 0..2 {
+        call(
+            "model-versions/create",
+            serde_json::json!({"name": MODEL, "source": "s3://models/fraud-detection/model"}),
+        )
+        .await;
+    }
+    call(
+        "registered-models/alias",
+        serde_json::json!({"name": MODEL, "alias": "champion", "version": "1"}),
+    )
+    .await;
+
+    let run_id = "run-e2e-rollback";
+    let bus = EventBridgeBus::new(
+        aws_sdk_eventbridge::Client::new(&local.sdk),
+        &local.stack.bus,
+    );
+    bus.put(&[BusEvent::new(&ModelValidated {
+        schema_version: "1".into(),
+        run_id: run_id.into(),
+        model: MODEL.into(),
+        version: "2".into(),
+        champion_version: Some("1".into()),
+        checks: vec![],
+    })
+    .expect("event")])
+        .await
+        .expect("put");
+
+    let store = S3Store::new(mlops::adapter::aws::s3_client(&local.sdk));
+    let ledger = Ledger {
+        store: &store,
+        bucket: &local.stack.artifact_bucket,
+        prefix: "ledger/",
+    };
+    let count = |entries: &[mlops::stage::ledger::Entry], t: &str| {
+        entries.iter().filter(|e| e.detail_type == t).count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let entries = loop {
+        if local.pump().await.expect("pump") == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let entries = ledger.timeline(run_id).await.expect("timeline");
+        // The revert's own push is watched too, and reported, never reverted again.
+        if count(&entries, "DeploymentRolledBack") == 1 && count(&entries, "DeploymentFailed") == 1
+        {
+            break entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollback: {:#?}",
+            entries.iter().map(|e| &e.detail_type).collect::<Vec<_>>()
+        );
+    };
+    let rolled: serde_json::Value = entries
+        .iter()
+        .find(|e| e.detail_type == "DeploymentRolledBack")
+        .map(|e| e.detail.clone())
+        .expect("rolled back");
+    let promotion = entries
+        .iter()
+        .find(|e| e.detail_type == "ModelPromoted")
+        .map(|e| e.detail["commit"].as_str().unwrap_or_default().to_owned())
+        .expect("promoted");
+
+    // The revert is the served repository's head, on top of the promotion, with the release
+    // file as it was.
+    let head = git(&bare, &["rev-parse", "main"]).trim().to_owned();
+    assert_eq!(rolled["revert_revision"], head.as_str());
+    assert_eq!(git(&bare, &["rev-parse", "main~1"]).trim(), promotion);
+    let msg = git(&bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        msg.contains(&format!("Mlops-Rollback-Of: {promotion}")),
+        "{msg}"
+    );
+    assert_eq!(
+        git(&bare, &["show", &format!("main:{RELEASE}")]),
+        release_before
+    );
+    // The alias did not move; the version says why.
+    let registry = MlflowRegistry::new(mlflow, |_| None).expect("registry");
+    assert_eq!(
+        registry
+            .alias(MODEL, "champion")
+            .await
+            .expect("alias")
+            .as_deref(),
+        Some("1")
+    );
+    let v2 = registry
+        .version(MODEL, "2")
+        .await
+        .expect("v2")
+        .expect("exists");
+    assert_eq!(
+        v2.tags.get("mlops.deployment.status").map(String::as_str),
+        Some("rolled_back")
+    );
+    assert!(
+        v2.tags
+            .get("mlops.deployment.message")
+            .is_some_and(|m| m.contains("progress deadline")),
+        "{:?}",
+        v2.tags
+    );
+    assert_eq!(
+        argo.syncs(),
+        [
+            (APP.to_owned(), promotion.clone()),
+            (APP.to_owned(), head.clone())
+        ]
+    );
+
+    // Nothing loops: more rounds change nothing.
+    let commits = git(&bare, &["rev-list", "--count", "main"]);
+    let settle = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < settle {
+        if local.pump().await.expect("pump") == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let after = ledger.timeline(run_id).await.expect("timeline");
+    for (t, n) in [
+        ("ModelPromoted", 1),
+        ("GitPushed", 2),
+        ("DeploymentRolledBack", 1),
+        ("DeploymentFailed", 1),
+        ("DeploymentHealthy", 0),
+        ("PromotionFailed", 0),
+    ] {
+        assert_eq!((t, count(&after, t)), (t, n));
+    }
+    assert_eq!(git(&bare, &["rev-list", "--count", "main"]), commits);
+    assert_eq!(argo.syncs().len(), 2);
+    argo.assert_no_violations();
+}
