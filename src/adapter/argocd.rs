@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use crate::port::{ArgoApplication, ArgoCd, ArgoError};
 
+/// Largest answer read.
+const MAX_BODY: usize = 32 << 20;
+
 #[derive(Clone)]
 pub struct ArgoCdClient {
     http: reqwest::Client,
@@ -61,11 +64,24 @@ impl ArgoCdClient {
             .await
             .map_err(|e| unavailable(crate::lambda::sqs::error_chain(&e)))?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
+        // Read in chunks up to a cap: an Application with thousands of resources is a few MB,
+        // and nothing the server sends may size our memory.
+        let mut resp = resp;
+        let mut raw = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| unavailable(crate::lambda::sqs::error_chain(&e)))?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            .map_err(|e| unavailable(crate::lambda::sqs::error_chain(&e)))?
+        {
+            if raw.len() + chunk.len() > MAX_BODY {
+                return Err(unavailable(format!(
+                    "the answer is larger than {MAX_BODY} bytes"
+                )));
+            }
+            raw.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return if body.is_object() {
                 Ok(body)

@@ -55,6 +55,8 @@ pub enum Script {
     BusyThen(u32),
     /// Every request refused with this status (401 or 403).
     Refuse(u16),
+    /// The first `n` requests answered 503 (grpc Unavailable, code 14), then Healthy.
+    UnavailableThen(u32),
 }
 
 #[derive(Debug)]
@@ -67,6 +69,7 @@ struct App {
     target: Option<String>,
     looks: u32,
     busy_left: u32,
+    down_left: u32,
 }
 
 #[derive(Debug, Default)]
@@ -185,7 +188,7 @@ impl App {
         });
         let healthy = finished(target, "Healthy", "", start);
         app["status"] = match self.script {
-            Script::Healthy | Script::BusyThen(_) => healthy,
+            Script::Healthy | Script::BusyThen(_) | Script::UnavailableThen(_) => healthy,
             Script::ProgressingThen(n) if k <= n => running,
             Script::ProgressingThen(_) => healthy,
             Script::NotStartedThen(n) if k <= n => {
@@ -272,9 +275,10 @@ impl ArgoDouble {
 
     /// Adds an application, Healthy on `old`.
     pub fn app(&self, name: &str, script: Script, auto_sync: bool, old: &str) {
-        let busy_left = match script {
-            Script::BusyThen(n) => n,
-            _ => 0,
+        let (busy_left, down_left) = match script {
+            Script::BusyThen(n) => (n, 0),
+            Script::UnavailableThen(n) => (0, n),
+            _ => (0, 0),
         };
         self.apps.lock().expect("lock").insert(
             name.into(),
@@ -286,6 +290,7 @@ impl ArgoDouble {
                 target: None,
                 looks: 0,
                 busy_left,
+                down_left,
             },
         );
     }
@@ -360,6 +365,14 @@ async fn handle(
     let Some(app) = apps.get_mut(&name) else {
         return error(403, 7, "permission denied");
     };
+    if app.down_left > 0 {
+        app.down_left -= 1;
+        return error(
+            503,
+            14,
+            "connection error: desc = \"transport: Error while dialing: dial tcp 10.0.0.7:8081: connect: connection refused\"",
+        );
+    }
     if let Script::Refuse(status) = app.script {
         return if status == 401 {
             error(401, 16, "invalid session: token has expired")

@@ -423,6 +423,33 @@ async fn redelivered_and_concurrent_pushes_and_checks_act_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_cd_unavailable_is_retried_by_redelivery_and_then_synced_once() {
+    use mlops::error::{Classify, ErrorClass};
+    let d = deploy(Script::UnavailableThen(2), false, 600).await;
+    let p = pushed(&d.promoted);
+    let stage = d.stage();
+    for _ in 0..2 {
+        let err = stage.handle_push(&p).await.expect_err("503");
+        assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+        assert!(err.to_string().contains("503"), "{err}");
+    }
+    // The claim was released each time: the redelivery does the work.
+    assert!(matches!(
+        stage.handle_push(&p).await.expect("redelivered").as_slice(),
+        [Deployed::Checking { .. }]
+    ));
+    for c in d.take_checks() {
+        assert!(matches!(
+            stage.handle_check(&c).await.expect("check"),
+            Deployed::Healthy(_)
+        ));
+    }
+    assert_eq!(d.argo.syncs().len(), 1);
+    assert_eq!(d.deployment_events(), ["DeploymentHealthy"]);
+    d.argo.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_push_is_watched_but_never_reverted() {
     let d = deploy(Script::Degraded, false, 600).await;
     let head = d.head();
