@@ -471,12 +471,18 @@ pub struct DeploymentSkipped {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServingScaled {
     pub schema_version: String,
+    /// The run whose release the Deployment serves (its `mlops.io/run-id` annotation).
     pub run_id: String,
     pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub deployment: String,
     pub from: u32,
     pub to: u32,
     pub reason: String,
+    /// Set when an HPA or KEDA ScaledObject owns the replica count: `to` became its floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
     /// The metric values the decision used, e.g. `vllm:num_requests_waiting`.
     pub metrics: BTreeMap<String, f64>,
 }

@@ -13,4 +13,5 @@ pub mod error;
 pub mod event;
 pub mod lambda;
 pub mod port;
+pub mod sim;
 pub mod stage;

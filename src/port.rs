@@ -581,3 +581,131 @@ pub trait DelayQueue: Send + Sync {
         delay: std::time::Duration,
     ) -> impl Future<Output = Result<(), BusError>> + Send;
 }
+
+/// Annotations a release puts on the serving Deployment and its pods (the deployment stage
+/// writes them, the serving stage reads them).
+pub const MODEL_ANNOTATION: &str = "mlops.io/model";
+pub const VERSION_ANNOTATION: &str = "mlops.io/model-version";
+pub const RUN_ANNOTATION: &str = "mlops.io/run-id";
+
+/// A serving Deployment as the scaler reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServingDeployment {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.replicas` (1 when unset).
+    pub replicas: u32,
+    /// `spec.selector.matchLabels` as a label selector (`k=v,k2=v2`).
+    pub selector: String,
+    /// The scale patch applies only to this version (409 otherwise).
+    pub resource_version: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One pod of a serving Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingPod {
+    pub name: String,
+    /// The Ready condition is True and the pod is not being deleted.
+    pub ready: bool,
+}
+
+/// Another controller that owns a Deployment's replica count: the scaler then moves its
+/// bounds instead of the count, so two controllers never fight (CONTRACTS §10, §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Autoscaler {
+    /// `autoscaling/v2` HorizontalPodAutoscaler.
+    Hpa { name: String, min: u32, max: u32 },
+    /// `keda.sh/v1alpha1` ScaledObject.
+    ScaledObject { name: String, min: u32, max: u32 },
+}
+
+impl Autoscaler {
+    pub fn describe(&self) -> String {
+        match self {
+            Autoscaler::Hpa { name, .. } => format!("HorizontalPodAutoscaler/{name}"),
+            Autoscaler::ScaledObject { name, .. } => format!("ScaledObject/{name}"),
+        }
+    }
+
+    pub fn bounds(&self) -> (u32, u32) {
+        match self {
+            Autoscaler::Hpa { min, max, .. } | Autoscaler::ScaledObject { min, max, .. } => {
+                (*min, *max)
+            }
+        }
+    }
+}
+
+/// The serving side of a cluster, as the vllm-scaler needs it (RBAC: get deployments, list
+/// pods, get pods/proxy, patch deployments/scale, list and patch HPAs and ScaledObjects, in the
+/// serving namespace only).
+pub trait ServingCluster: Send + Sync {
+    fn deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ServingDeployment>, ClusterError>> + Send;
+
+    /// The pods matching a label selector (terminating ones excluded).
+    fn pods(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> impl Future<Output = Result<Vec<ServingPod>, ClusterError>> + Send;
+
+    /// `GET` on a pod's port through the apiserver's pod proxy; the body as text.
+    fn scrape(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> impl Future<Output = Result<String, ClusterError>> + Send;
+
+    /// The HPA or ScaledObject whose target is this Deployment, if any.
+    fn autoscaler(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> impl Future<Output = Result<Option<Autoscaler>, ClusterError>> + Send;
+
+    /// Patches the Deployment's `scale` subresource at `d.resource_version`; `false` when the
+    /// Deployment changed since it was read (409 Conflict).
+    fn scale(
+        &self,
+        d: &ServingDeployment,
+        replicas: u32,
+    ) -> impl Future<Output = Result<bool, ClusterError>> + Send;
+
+    /// Sets an autoscaler's min/max replicas.
+    fn bound(
+        &self,
+        namespace: &str,
+        autoscaler: &Autoscaler,
+        min: u32,
+        max: u32,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+}
+
+/// One pod's vLLM metrics, read by whichever source is configured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodReading {
+    pub metrics: crate::stage::serving::metrics::VllmMetrics,
+    /// Token rates (prompt, generated) per second when the source computes them (Prometheus'
+    /// `rate()`); otherwise the scaler derives them from the counters between evaluations.
+    pub rates: Option<(f64, f64)>,
+}
+
+/// Where the scaler reads vLLM's metrics: the pods themselves (through the apiserver's pod
+/// proxy) or a Prometheus query API.
+pub trait ServingMetrics: Send + Sync {
+    /// Per pod: its reading, or why there is none (the policy treats that pod as blind).
+    fn read(
+        &self,
+        namespace: &str,
+        pods: &[String],
+        model_name: Option<&str>,
+        port: u16,
+    ) -> impl Future<Output = BTreeMap<String, Result<PodReading, String>>> + Send;
+}

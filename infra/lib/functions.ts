@@ -71,6 +71,29 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     access: () => [{ kind: 'putEvents' }],
   },
   {
+    name: 'vllm-scaler',
+    description:
+      'Every minute (about every 15 s inside one invocation): reads vLLM metrics of each served model (pod proxy or Prometheus), decides with the LLM-aware policy and patches the Deployment scale subresource (or the floor of its HPA/ScaledObject); emits ServingScaled on a change',
+    crate: 'functions/vllm-scaler',
+    memoryMb: 256,
+    // Four evaluations 15 s apart, then room to finish the last one.
+    timeoutSeconds: 75,
+    schedule: { expression: 'rate(1 minute)' },
+    bundlePipelineConfig: true,
+    kubernetes: { groups: ['mlops-serving'] },
+    parameters: [],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+    }),
+    access: () => [
+      // The policy's state per model, written with If-Match / If-None-Match.
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}vllm-scaler/`] },
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}vllm-scaler/`] },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'mlflow-webhook',
     description: 'Verifies signed MLflow model-registry webhooks (HMAC-SHA256, timestamp skew, delivery ids once); emits ModelVersionCreated/TagSet/AliasChanged',
     crate: 'functions/mlflow-webhook',

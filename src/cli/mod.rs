@@ -4,6 +4,7 @@
 pub mod dev;
 pub mod prepare;
 pub mod render;
+pub mod scale_sim;
 pub mod timeline;
 pub mod validate;
 
@@ -96,6 +97,41 @@ enum Command {
         /// pass), as validate-model does, without emitting an event.
         #[arg(long)]
         record: bool,
+    },
+    /// Replay an LLM request trace (Azure format: TIMESTAMP,ContextTokens,GeneratedTokens)
+    /// through simulated vLLM replicas under each scaling policy; print GPU-hours, dollars,
+    /// TTFT percentiles, queue wait, the share over the TTFT SLO and scale events.
+    ScaleSim {
+        #[arg(long)]
+        trace: PathBuf,
+        /// Comma-separated: mlops, hpa-seed, oracle.
+        #[arg(long, value_delimiter = ',', default_value = "mlops,hpa-seed,oracle")]
+        policy: Vec<String>,
+        /// A profile of samples/serving/profiles.yaml (or of --profiles).
+        #[arg(long, default_value = "llama-3-70b-tp4-h100")]
+        profile: String,
+        /// Another profiles file in the same format.
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// Replay faster (2 = twice the request rate).
+        #[arg(long, default_value_t = 1.0)]
+        rate_scale: f64,
+        /// Seconds from scale-up to a ready replica (default: the profile's).
+        #[arg(long)]
+        start_delay: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        min: u32,
+        #[arg(long, default_value_t = 8)]
+        max: u32,
+        /// Write load, replicas and TTFT over time for each policy to this SVG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// The mlops policy's target utilization (engine time per replica it plans for).
+        #[arg(long, default_value_t = 0.6)]
+        target_utilization: f64,
+        /// Multiply the profile's step-time coefficients (a sensitivity check).
+        #[arg(long, default_value_t = 1.0)]
+        step_scale: f64,
     },
     /// Print what a stage would apply, for review.
     Render {
@@ -246,6 +282,31 @@ pub async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Command::ScaleSim {
+            trace,
+            policy,
+            profile,
+            profiles,
+            rate_scale,
+            start_delay,
+            min,
+            max,
+            plot,
+            target_utilization,
+            step_scale,
+        } => scale_sim::run_cli(&scale_sim::Args {
+            trace,
+            policies: policy,
+            profile,
+            profiles,
+            rate_scale,
+            start_delay_s: start_delay,
+            min_replicas: min,
+            max_replicas: max,
+            plot,
+            target_utilization,
+            step_scale,
+        }),
         Command::Dev {
             command: DevCommand::Demo { data },
         } => dev::demo::run(data.as_deref()).await,

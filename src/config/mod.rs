@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod model;
 pub use model::{
-    Bound, DatasetChecks, Engine, LocalRun, ModelConfig, ModelRef, Resources, ServingConfig,
-    Toleration, TrainingConfig, ValidationConfig, WorkloadKind, parse_duration,
+    Bound, DatasetChecks, Engine, LocalRun, ModelConfig, ModelRef, Resources, ScalingConfig,
+    ServingConfig, Toleration, TrainingConfig, ValidationConfig, WorkloadKind, parse_duration,
 };
 
 /// The null markers pandas' `read_csv` recognises by default (`pandas._libs.parsers.STR_NA_VALUES`).
@@ -632,6 +632,44 @@ impl WebhookSettings {
             artifact_bucket,
             state_prefix: env.optional("STATE_PREFIX", "state/"),
             max_skew: env.seconds("WEBHOOK_MAX_SKEW_SECONDS", 300)?,
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
+/// Settings of the `vllm-scaler` function.
+#[derive(Debug, Clone)]
+pub struct ScalerSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    /// The EKS cluster the serving Deployments run on.
+    pub cluster_name: String,
+    /// The policy's state per model lives in this bucket under `<state_prefix>vllm-scaler/`.
+    pub state_bucket: String,
+    pub state_prefix: String,
+    /// Seconds between evaluations inside one scheduled invocation.
+    pub evaluate_every: Duration,
+    /// Evaluations per scheduled invocation (the schedule fires every minute).
+    pub evaluations: u32,
+}
+
+impl ScalerSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let event_bus = env.required("EVENT_BUS_NAME");
+        let cluster_name = env.required("CLUSTER_NAME");
+        let state_bucket = env.required("ARTIFACT_BUCKET");
+        let s = ScalerSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus,
+            cluster_name,
+            state_bucket,
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+            evaluate_every: env.seconds("EVALUATE_EVERY_SECONDS", 15)?,
+            evaluations: u32::try_from(env.seconds("EVALUATIONS", 4)?.as_secs())
+                .unwrap_or(4)
+                .clamp(1, 8),
         };
         env.finish()?;
         Ok(s)

@@ -392,9 +392,140 @@ pub struct ServingConfig {
     /// The serving container. Default `server`.
     #[serde(default)]
     pub container: Option<String>,
-    /// Autoscaling (the serving stage).
+    /// Autoscaling by the vllm-scaler function (engine vllm).
     #[serde(default)]
-    pub scaling: Option<serde_json::Value>,
+    pub scaling: Option<ScalingConfig>,
+}
+
+/// `models.<name>.serving.scaling`: the vllm-scaler's policy for this model's Deployment
+/// (`crate::stage::serving::policy`). Load is priced with a capacity profile's step costs: a
+/// bundled one by name (`samples/serving/profiles.yaml`) or `cost` inline.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingConfig {
+    /// The namespace the Deployment runs in (the Argo CD application's destination).
+    pub namespace: String,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub cost: Option<crate::stage::serving::policy::StepCost>,
+    /// vLLM's `--served-model-name` (the `model_name` label); default: every series of the pod.
+    #[serde(default)]
+    pub served_model_name: Option<String>,
+    /// The server's port (the pod proxy reads `/metrics` there).
+    #[serde(default = "default_vllm_port")]
+    pub port: u16,
+    /// A Prometheus query API (`https://prometheus.example/`) to read the metrics from instead
+    /// of the pods.
+    #[serde(default)]
+    pub prometheus: Option<String>,
+    #[serde(default = "default_min_replicas")]
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    #[serde(default)]
+    pub target_utilization: Option<f64>,
+    #[serde(default)]
+    pub max_waiting_per_replica: Option<f64>,
+    #[serde(default)]
+    pub kv_high: Option<f64>,
+    #[serde(default)]
+    pub max_surge: Option<u32>,
+    /// From asking for a replica to its readiness; default: the profile's start-up delay.
+    #[serde(default, deserialize_with = "de_scaling_start_up")]
+    pub start_up: Option<u64>,
+    /// Default: `start_up`.
+    #[serde(default, deserialize_with = "de_scaling_window")]
+    pub scale_down_window: Option<u64>,
+    /// With `min_replicas: 0`: idle this long, scale to zero.
+    #[serde(default, deserialize_with = "de_scaling_idle")]
+    pub idle_to_zero: Option<u64>,
+}
+
+fn default_vllm_port() -> u16 {
+    8000
+}
+fn default_min_replicas() -> u32 {
+    1
+}
+
+fn de_scaling_secs<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>, D::Error> {
+    match RawDuration::deserialize(d)? {
+        RawDuration::N(n) => Ok(Some(n)),
+        RawDuration::S(s) => parse_duration(&s)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("serving.scaling.{field}: {e}"))),
+    }
+}
+
+fn de_scaling_start_up<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_scaling_secs(d, "start_up")
+}
+
+fn de_scaling_window<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_scaling_secs(d, "scale_down_window")
+}
+
+fn de_scaling_idle<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_scaling_secs(d, "idle_to_zero")
+}
+
+impl ScalingConfig {
+    /// The policy this block describes, with its defaults filled in and checked.
+    pub fn policy(&self) -> Result<crate::stage::serving::policy::ScalingPolicy, String> {
+        use crate::stage::serving::policy::ScalingPolicy;
+        use crate::stage::serving::profile;
+        let bundled = match &self.profile {
+            Some(name) => {
+                let all = profile::parse(profile::PROFILES_YAML)?;
+                Some(all.get(name).cloned().ok_or_else(|| {
+                    format!(
+                        "serving.scaling.profile {name:?} is not a bundled profile (known: {})",
+                        all.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let cost = match (&self.cost, &bundled) {
+            (Some(c), _) => *c,
+            (None, Some(p)) => p.step_cost(),
+            (None, None) => {
+                return Err(
+                    "serving.scaling needs a profile (bundled name) or a cost block".into(),
+                );
+            }
+        };
+        let start_up = self
+            .start_up
+            .map(|s| s as f64)
+            .or(bundled.as_ref().map(|p| p.start_delay_s))
+            .unwrap_or(600.0);
+        let p = ScalingPolicy {
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            cost,
+            target_utilization: self.target_utilization.unwrap_or(0.6),
+            max_waiting_per_replica: self.max_waiting_per_replica.unwrap_or(4.0),
+            kv_high: self.kv_high.unwrap_or(0.85),
+            max_surge: self.max_surge.unwrap_or(4),
+            scale_down_window_s: self.scale_down_window.map_or(start_up, |s| s as f64),
+            idle_to_zero_s: self.idle_to_zero.map(|s| s as f64),
+            stale_after_s: 60.0,
+            start_up_s: start_up,
+        };
+        p.validate()?;
+        if self.namespace.is_empty() {
+            return Err("serving.scaling.namespace must name the Deployment's namespace".into());
+        }
+        if let Some(url) = &self.prometheus
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(format!(
+                "serving.scaling.prometheus must be an http(s) URL, got {url:?}"
+            ));
+        }
+        Ok(p)
+    }
 }
 
 impl ServingConfig {
@@ -450,6 +581,12 @@ impl ServingConfig {
                 && !s.starts_with('-')
                 && !s.ends_with('-')
         };
+        if let Some(scaling) = &self.scaling {
+            if self.engine != Engine::Vllm {
+                return Err("serving.scaling needs engine vllm (it reads vLLM's metrics)".into());
+            }
+            scaling.policy()?;
+        }
         if !dns(&self.argocd_app) {
             return Err(format!(
                 "serving.argocd_app must be a DNS label (Argo CD application name), got {:?}",

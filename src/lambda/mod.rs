@@ -12,6 +12,7 @@ pub mod registry_poller;
 pub mod sqs;
 pub mod training_watch;
 pub mod validate_model;
+pub mod vllm_scaler;
 
 /// JSON logs through `tracing` (ARCHITECTURE §3, rule 5); `RUST_LOG` sets the filter.
 pub fn init_tracing() {

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod prepare;
 pub mod registry;
 pub mod secret;
+pub mod serving;
 pub mod training;
 
 /// Now, as claims and markers record it (RFC 3339, milliseconds, UTC).

@@ -26,7 +26,7 @@ const RUN: &str = "run-20261129T040000Z-3f9a2c1d";
 const JOBS: &str = "/apis/batch/v1/namespaces/training/jobs";
 
 /// One expected request and the apiserver's answer.
-struct Call {
+pub(crate) struct Call {
     method: &'static str,
     path: String,
     query: Vec<(&'static str, &'static str)>,
@@ -34,9 +34,16 @@ struct Call {
     check: Box<dyn Fn(&Value) + Send>,
     status: u16,
     reply: Value,
+    /// Sent instead of `reply` when set (a pod's `/metrics` through the proxy is text).
+    raw: Option<String>,
 }
 
-fn call(method: &'static str, path: impl Into<String>, status: u16, reply: Value) -> Call {
+pub(crate) fn call(
+    method: &'static str,
+    path: impl Into<String>,
+    status: u16,
+    reply: Value,
+) -> Call {
     Call {
         method,
         path: path.into(),
@@ -45,25 +52,30 @@ fn call(method: &'static str, path: impl Into<String>, status: u16, reply: Value
         check: Box::new(|_| {}),
         status,
         reply,
+        raw: None,
     }
 }
 
 impl Call {
-    fn query(mut self, q: &[(&'static str, &'static str)]) -> Self {
+    pub(crate) fn text(mut self, body: &str) -> Self {
+        self.raw = Some(body.to_owned());
+        self
+    }
+    pub(crate) fn query(mut self, q: &[(&'static str, &'static str)]) -> Self {
         self.query = q.to_vec();
         self
     }
-    fn content_type(mut self, c: &'static str) -> Self {
+    pub(crate) fn content_type(mut self, c: &'static str) -> Self {
         self.content_type = Some(c);
         self
     }
-    fn body(mut self, f: impl Fn(&Value) + Send + 'static) -> Self {
+    pub(crate) fn body(mut self, f: impl Fn(&Value) + Send + 'static) -> Self {
         self.check = Box::new(f);
         self
     }
 }
 
-fn status(code: u16, reason: &str, message: &str) -> Value {
+pub(crate) fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
 }
 
@@ -80,7 +92,7 @@ fn job(annotations: Value, conditions: Value, rv: &str) -> Value {
 }
 
 /// Serves the script, then fails on any call beyond it.
-async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Call>) {
+pub(crate) async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Call>) {
     for (i, c) in script.into_iter().enumerate() {
         let Ok(Some((req, send))) =
             tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await
@@ -117,7 +129,10 @@ async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Ca
         }
         let resp = Response::builder()
             .status(c.status)
-            .body(Body::from(serde_json::to_vec(&c.reply).expect("json")))
+            .body(Body::from(match c.raw {
+                Some(text) => text.into_bytes(),
+                None => serde_json::to_vec(&c.reply).expect("json"),
+            }))
             .expect("response");
         send.send_response(resp);
     }

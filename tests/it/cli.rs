@@ -169,3 +169,72 @@ fn messages_name_the_problem() {
         );
     }
 }
+
+#[test]
+fn scale_sim_prints_the_table_and_draws_the_plot() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The committed trace's first 1,500 requests (about five minutes).
+    let full =
+        std::fs::read_to_string(root().join("samples/traces/azure_conv_2023.csv")).expect("trace");
+    let head: Vec<&str> = full.lines().take(1501).collect();
+    let trace = dir.path().join("head.csv");
+    std::fs::write(&trace, head.join("\n")).expect("write");
+    let plot = dir.path().join("sim.svg");
+    let out = mlops()
+        .args(["scale-sim", "--trace"])
+        .arg(&trace)
+        .args([
+            "--profile",
+            "mistral-7b-a10g",
+            "--start-delay",
+            "180",
+            "--plot",
+        ])
+        .arg(&plot)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1500 requests"), "{stdout}");
+    for row in [
+        "mlops ",
+        "hpa-seed ",
+        "oracle ",
+        "mlops vs hpa-seed:",
+        "mlops vs oracle:",
+    ] {
+        assert!(stdout.contains(row), "{row}: {stdout}");
+    }
+    let svg = std::fs::read_to_string(&plot).expect("svg");
+    assert!(svg.contains("hpa-seed") && svg.contains("oracle"));
+    // Deterministic: the same inputs print the same table.
+    let again = mlops()
+        .args(["scale-sim", "--trace"])
+        .arg(&trace)
+        .args(["--profile", "mistral-7b-a10g", "--start-delay", "180"])
+        .output()
+        .expect("run");
+    let table = |s: &str| {
+        s.lines()
+            .take_while(|l| !l.starts_with("plot:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        table(&stdout),
+        table(&String::from_utf8_lossy(&again.stdout))
+    );
+    // Bad input names what was wrong.
+    let bad = mlops()
+        .args(["scale-sim", "--trace"])
+        .arg(&trace)
+        .args(["--profile", "no-such-gpu"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no profile \"no-such-gpu\""));
+}

@@ -13,5 +13,6 @@ mod pandas_diff;
 mod pandas_parity;
 mod pipeline;
 mod registry;
+mod scaler;
 mod sync;
 mod training;

@@ -5,9 +5,7 @@
 
 use crate::config::ServingConfig;
 
-pub const MODEL_ANNOTATION: &str = "mlops.io/model";
-pub const VERSION_ANNOTATION: &str = "mlops.io/model-version";
-pub const RUN_ANNOTATION: &str = "mlops.io/run-id";
+pub use crate::port::{MODEL_ANNOTATION, RUN_ANNOTATION, VERSION_ANNOTATION};
 
 /// What a release pins.
 #[derive(Debug, Clone, PartialEq, Eq)]
