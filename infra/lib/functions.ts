@@ -73,22 +73,26 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
   {
     name: 'vllm-scaler',
     description:
-      'Every minute (about every 15 s inside one invocation): reads vLLM metrics of each served model (pod proxy or Prometheus), decides with the LLM-aware policy and patches the Deployment scale subresource (or the floor of its HPA/ScaledObject); emits ServingScaled on a change',
+      "Every minute (~every 15 s within one run) and on DeploymentHealthy: reads each served model's vLLM metrics (pod proxy or Prometheus), applies the LLM-aware policy, patches its Deployment's scale or HPA/ScaledObject bounds; emits ServingScaled",
     crate: 'functions/vllm-scaler',
     memoryMb: 256,
     // Four evaluations 15 s apart, then room to finish the last one.
     timeoutSeconds: 75,
     schedule: { expression: 'rate(1 minute)' },
+    // DeploymentHealthy (route deployment-healthy): one evaluation of that model at once, so no
+    // batching window. Releases are rare; two concurrent batches at most, beside the scheduled run.
+    queue: { batchSize: 5, maxConcurrency: 2 },
     bundlePipelineConfig: true,
     kubernetes: { groups: ['mlops-serving'] },
-    parameters: [],
     environment: (ctx) => ({
       ARTIFACT_BUCKET: ctx.artifactBucketName,
       STATE_PREFIX,
     }),
     access: () => [
-      // The policy's state per model, written with If-Match / If-None-Match.
+      // The policy's state per model (state/vllm-scaler/<namespace>/<deployment>.json), written
+      // with If-Match / If-None-Match.
       { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject', 's3:PutObject'], prefixes: [`${STATE_PREFIX}vllm-scaler/`] },
+      // A model's first run probes its absent state with GetObject: absent must read as 404, not 403.
       { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}vllm-scaler/`] },
       { kind: 'putEvents' },
     ],

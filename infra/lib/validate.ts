@@ -9,6 +9,8 @@ import { TrainingOverride } from './pipeline-config';
 import { Route } from './routes';
 
 const NAME = /^[a-z][a-z0-9-]{0,47}$/;
+/** Lambda's limit on a function description. */
+const MAX_DESCRIPTION = 256;
 /** SQS visibility timeout limit (12 h). */
 const MAX_VISIBILITY_SECONDS = 43200;
 
@@ -28,6 +30,9 @@ export function validateFunctionTable(
     if (!NAME.test(f.name)) throw new Error(`${at}: name must match ${NAME}`);
     if (byName.has(f.name)) throw new Error(`${at} appears twice in the function table`);
     byName.set(f.name, f);
+    if (f.description.length > MAX_DESCRIPTION) {
+      throw new Error(`${at}: description is ${f.description.length} characters; Lambda allows at most ${MAX_DESCRIPTION}`);
+    }
     if (!Number.isInteger(f.memoryMb) || f.memoryMb < 128 || f.memoryMb > 10240) {
       throw new Error(`${at}: memoryMb must be 128..10240, got ${f.memoryMb}`);
     }

@@ -96,6 +96,7 @@ describe('rows are checked', () => {
     ['system group', { schedule: { expression: 'rate(1 minute)' }, kubernetes: { groups: ['system:masters'] } }, "Kubernetes group 'system:masters' is reserved"],
     ['unbound group', { schedule: { expression: 'rate(1 minute)' }, kubernetes: { groups: ['mlops-admin'] } }, "Kubernetes group 'mlops-admin' has no RoleBinding"],
     ['name', { name: 'Bad_Name', schedule: { expression: 'rate(1 minute)' } }, "function 'Bad_Name': name must match"],
+    ['description', { description: 'x'.repeat(257), schedule: { expression: 'rate(1 minute)' } }, "function 'extra': description is 257 characters; Lambda allows at most 256"],
   ])('%s', (_what, over, message) => {
     const fn = row({ ...over });
     const extraRoutes = fn.queue ? [route({ target: fn.name })] : [];

@@ -1,9 +1,10 @@
 /**
  * Every kind at once, with non-default parameters: the real rows (queue-fed, queue-fed + Kubernetes,
- * scheduled + Kubernetes) plus test-only rows for what no real row uses yet: webhooks (Function URL +
- * signing secret), a second Kubernetes group, secrets, and a function fed by both a queue and a
- * schedule. The stack takes the table as a prop; these rows ride on top of the real ones. One synth
- * for the file; the template is also written for cfn-lint (npm run lint:cfn).
+ * scheduled + Kubernetes, queue-fed + scheduled + Kubernetes, webhooks) plus test-only rows for
+ * combinations no real row has: a webhook row reading a parameter with its own environment, a
+ * scheduled row with a schedule input, and a queue-fed + scheduled row with a batching window,
+ * secrets and no bus access. The stack takes the table as a prop; these rows ride on top of the
+ * real ones. One synth for the file; the template is also written for cfn-lint (npm run lint:cfn).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -209,7 +210,7 @@ describe('secret isolation', () => {
 
 describe('schedules', () => {
   test('the scheduler role may invoke only its function and send only to its DLQ', () => {
-    for (const name of ['training-watch', 'fake-watch', 'fake-scaler']) {
+    for (const name of ['training-watch', 'vllm-scaler', 'fake-watch', 'fake-scaler']) {
       const f = fnOf(name);
       const schedule = Object.values(template.findResources('AWS::Scheduler::Schedule')).find(
         (s) => JSON.stringify(s.Properties.Target.Arn) === JSON.stringify(getAtt(logicalId(f.fn))),
@@ -231,7 +232,7 @@ describe('schedules', () => {
   });
 
   test('failed asynchronous runs land in the DLQ', () => {
-    for (const name of ['training-watch', 'fake-watch', 'fake-scaler']) {
+    for (const name of ['training-watch', 'vllm-scaler', 'fake-watch', 'fake-scaler']) {
       const f = fnOf(name);
       template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
         FunctionName: { Ref: logicalId(f.fn) },
@@ -277,11 +278,12 @@ describe('kubernetes', () => {
       expect.arrayContaining([
         entry('launch-training', 'mlops-training'),
         entry('training-watch', 'mlops-training'),
+        entry('vllm-scaler', 'mlops-serving'),
         entry('fake-watch', 'mlops-training'),
         entry('fake-scaler', 'mlops-serving'),
       ]),
     );
-    expect(entries).toHaveLength(4);
+    expect(entries).toHaveLength(5);
   });
 
   test('eks:DescribeCluster on the one cluster ARN, only for Kubernetes rows', () => {

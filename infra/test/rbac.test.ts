@@ -61,3 +61,52 @@ test('mlops-training may do exactly what launch-training and training-watch do, 
     { apiGroups: [''], resources: ['pods', 'events'], verbs: ['list'] },
   ]);
 });
+
+test('mlops-serving may do exactly what vllm-scaler does, in the serving namespace', () => {
+  const roles = objects.filter((o) => o.kind === 'Role' && o.metadata.name === 'mlops-serving');
+  expect(roles.map((r) => r.metadata.namespace)).toEqual([DEFAULT_PARAMETERS.servingNamespace]);
+  const rules = roles[0].rules as Rule[];
+  expect(rules).toEqual([
+    // Read the Deployment (replicas, selector, owner of its autoscalers); never edit it.
+    { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get'] },
+    // Move replicas through the scale subresource only.
+    { apiGroups: ['apps'], resources: ['deployments/scale'], verbs: ['patch'] },
+    // Find the ready pods, then read vLLM's /metrics through the API server's pod proxy.
+    { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+    { apiGroups: [''], resources: ['pods/proxy'], verbs: ['get'] },
+    // An HPA or ScaledObject that owns the Deployment: only its min/max move.
+    { apiGroups: ['autoscaling'], resources: ['horizontalpodautoscalers'], verbs: ['list', 'patch'] },
+    { apiGroups: ['keda.sh'], resources: ['scaledobjects'], verbs: ['list', 'patch'] },
+  ]);
+  const verbsOn = (group: string, resource: string) =>
+    rules.filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource)).flatMap((r) => r.verbs);
+  expect(verbsOn('', 'pods/proxy')).toEqual(['get']);
+  expect(verbsOn('apps', 'deployments/scale')).toEqual(['patch']);
+  // Neither the Deployment itself nor the pods may be changed, and nothing may be created or deleted.
+  expect(verbsOn('apps', 'deployments')).toEqual(['get']);
+  expect(verbsOn('', 'pods')).toEqual(['list']);
+  for (const r of rules) {
+    expect([r.resources, r.verbs.filter((v) => ['create', 'update', 'delete', 'watch'].includes(v))]).toEqual([r.resources, []]);
+  }
+});
+
+test('mlops-serving is bound only in the serving namespace, to the mlops-serving group only', () => {
+  const bindings = objects.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === 'mlops-serving');
+  expect(bindings).toHaveLength(1);
+  expect(bindings[0].metadata.namespace).toBe(DEFAULT_PARAMETERS.servingNamespace);
+  expect(bindings[0].roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mlops-serving' });
+  expect(bindings[0].subjects).toEqual([{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: 'mlops-serving' }]);
+});
+
+test('nothing cluster-wide: no ClusterRole or ClusterRoleBinding, every object namespaced, no cluster-scoped resource', () => {
+  expect(objects.filter((o) => o.kind.startsWith('Cluster')).map((o) => o.metadata.name)).toEqual([]);
+  for (const o of objects) expect([o.kind, o.metadata.name, typeof o.metadata.namespace]).toEqual([o.kind, o.metadata.name, 'string']);
+  const clusterScoped = ['nodes', 'namespaces', 'persistentvolumes', 'clusterroles', 'clusterrolebindings', 'customresourcedefinitions'];
+  for (const role of objects.filter((o) => o.kind === 'Role')) {
+    for (const rule of role.rules as (Rule & { nonResourceURLs?: string[] })[]) {
+      // Non-resource URLs (/metrics, /healthz) are cluster-wide; vLLM's /metrics is read through pods/proxy.
+      expect([role.metadata.name, rule.nonResourceURLs]).toEqual([role.metadata.name, undefined]);
+      expect([role.metadata.name, rule.resources.filter((r) => clusterScoped.includes(r))]).toEqual([role.metadata.name, []]);
+    }
+  }
+});

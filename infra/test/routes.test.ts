@@ -10,6 +10,7 @@ test('routes.json is read as the one list of rules', () => {
     ['model-version-created', 'mlops', 'validate-model'],
     ['model-validated', 'mlops', 'promote-model'],
     ['git-pushed', 'mlops', 'deploy-sync'],
+    ['deployment-healthy', 'mlops', 'vllm-scaler'],
     ['ledger-all', 'mlops', 'ledger'],
   ]);
 });

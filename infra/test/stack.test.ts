@@ -55,7 +55,7 @@ describe('functions', () => {
     const assembly = (stack.node.root as App).synth();
     const fns = template.findResources('AWS::Lambda::Function');
     const bundling = FUNCTIONS.filter((spec) => spec.bundlePipelineConfig).map((spec) => spec.name);
-    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller']);
+    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'vllm-scaler', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller']);
     for (const spec of FUNCTIONS) {
       const f = fns[logicalId(fnOf(spec.name).fn)].Properties;
       const assetDir = path.join(assembly.directory, `asset.${String(f.Code.S3Key).replace(/\.zip$/, '')}`);
@@ -135,8 +135,70 @@ describe('functions', () => {
         RetryPolicy: { MaximumEventAgeInSeconds: 300, MaximumRetryAttempts: 2 },
       }),
     });
-    // training-watch and registry-poller.
-    expect(Object.keys(template.findResources('AWS::Scheduler::Schedule'))).toHaveLength(2);
+    // training-watch, vllm-scaler and registry-poller.
+    expect(Object.keys(template.findResources('AWS::Scheduler::Schedule'))).toHaveLength(3);
+  });
+
+  test('vllm-scaler: sizing, environment, invoked every minute by Scheduler and fed by deployment-healthy through its queue', () => {
+    const vs = fnOf('vllm-scaler');
+    const f = template.findResources('AWS::Lambda::Function')[logicalId(vs.fn)].Properties;
+    expect([f.MemorySize, f.Timeout, f.EphemeralStorage]).toEqual([256, 75, undefined]);
+    expect(f.Description.length).toBeLessThanOrEqual(256);
+    expect(f.Environment.Variables).toEqual({
+      RUST_LOG: 'info',
+      PIPELINE_CONFIG: '/var/task/pipeline.yaml',
+      CLUSTER_NAME: 'ml-prod',
+      EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
+      ARTIFACT_BUCKET: { Ref: logicalId(stack.artifactBucket) },
+      STATE_PREFIX: 'state/',
+    });
+
+    // Scheduled: every minute, the payload {}, failures to its DLQ.
+    const dlqId = logicalId(vs.deadLetterQueue!);
+    const mine = Object.values(template.findResources('AWS::Scheduler::Schedule')).filter(
+      (s) => JSON.stringify(s.Properties.Target.Arn) === JSON.stringify(getAtt(logicalId(vs.fn))),
+    );
+    expect(mine).toHaveLength(1);
+    expect(mine[0].Properties).toMatchObject({
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      FlexibleTimeWindow: { Mode: 'OFF' },
+      Target: {
+        Input: '{}',
+        DeadLetterConfig: { Arn: getAtt(dlqId) },
+        RetryPolicy: { MaximumEventAgeInSeconds: 300, MaximumRetryAttempts: 2 },
+      },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: logicalId(vs.fn) },
+      DestinationConfig: { OnFailure: { Destination: getAtt(dlqId) } },
+    });
+
+    // Queue-fed: visibility above 6 x the 75 s timeout, the same DLQ as the schedule's.
+    const queueId = logicalId(vs.queue!);
+    expect(template.findResources('AWS::SQS::Queue')[queueId].Properties).toMatchObject({
+      VisibilityTimeout: 450,
+      RedrivePolicy: { deadLetterTargetArn: getAtt(dlqId), maxReceiveCount: 5 },
+    });
+    // Batches of 5 at once (no batching window), at most two at a time, partial batch failures.
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(vs.fn) },
+      EventSourceArn: getAtt(queueId),
+      BatchSize: 5,
+      MaximumBatchingWindowInSeconds: Match.absent(),
+      ScalingConfig: { MaximumConcurrency: 2 },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+
+    // The one rule delivering to it: DeploymentHealthy from deploy-sync on the mlops bus.
+    const rules = Object.entries(template.findResources('AWS::Events::Rule')).filter(([, r]) =>
+      JSON.stringify(r.Properties.Targets).includes(`"${queueId}"`),
+    );
+    expect(rules.map(([id]) => id)).toEqual([logicalId(stack.rules.get('deployment-healthy')!)]);
+    const rule = rules[0][1].Properties;
+    expect(rule.EventBusName).toEqual({ Ref: logicalId(stack.bus) });
+    expect(rule.EventPattern).toEqual({ source: ['mlops.deploy-sync'], 'detail-type': ['DeploymentHealthy'] });
+    expect(rule.Targets).toEqual([{ Id: 'Target0', Arn: getAtt(queueId), DeadLetterConfig: { Arn: getAtt(dlqId) } }]);
   });
 
   test('the queue visibility timeout is at least 6x the function timeout', () => {
@@ -230,16 +292,48 @@ describe('least privilege', () => {
     ]);
   });
 
-  test('the training functions, and only they, are mapped to mlops-training on the cluster', () => {
+  test('vllm-scaler may do exactly what it needs: its queue and DLQ, its state prefix, PutEvents on the bus, DescribeCluster on the cluster', () => {
+    const f = fnOf('vllm-scaler');
+    const artifact = logicalId(stack.artifactBucket);
+    expect(roleStatements(template, logicalId(f.role))).toEqual([
+      { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: getAtt(logicalId(f.logGroup)) },
+      {
+        Effect: 'Allow',
+        Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+        Resource: getAtt(logicalId(f.queue!)),
+      },
+      // Failed asynchronous (scheduled) runs are sent to its DLQ by Lambda, as this role.
+      { Effect: 'Allow', Action: ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], Resource: getAtt(logicalId(f.deadLetterQueue!)) },
+      // Its per-model policy state, and nothing else of the artifact bucket (nor the data bucket).
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objectsUnder(artifact, 'state/vllm-scaler/') },
+      {
+        // A model's first run reads its absent state: that must be 404, not 403.
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: getAtt(artifact),
+        Condition: { StringLike: { 's3:prefix': ['state/vllm-scaler/*'] } },
+      },
+      { Effect: 'Allow', Action: 'events:PutEvents', Resource: getAtt(logicalId(stack.bus)) },
+      { Effect: 'Allow', Action: 'eks:DescribeCluster', Resource: clusterArn },
+    ]);
+    // No secret: the scaler reads metrics through the pod proxy (or Prometheus) and the cluster API only.
+    const env = template.findResources('AWS::Lambda::Function')[logicalId(f.fn)].Properties.Environment.Variables;
+    expect(Object.keys(env).filter((k) => k.endsWith('_SECRET_ARN'))).toEqual([]);
+  });
+
+  test('the training functions are mapped to mlops-training, vllm-scaler to mlops-serving, and nothing else to any group', () => {
     const entries = Object.values(template.findResources('AWS::EKS::AccessEntry')).map((e) => e.Properties);
-    expect(entries).toEqual(
-      ['launch-training', 'training-watch'].map((name) => ({
-        ClusterName: 'ml-prod',
-        PrincipalArn: getAtt(logicalId(fnOf(name).role)),
-        Type: 'STANDARD',
-        KubernetesGroups: ['mlops-training'],
-      })),
-    );
+    const entry = (name: string, group: string) => ({
+      ClusterName: 'ml-prod',
+      PrincipalArn: getAtt(logicalId(fnOf(name).role)),
+      Type: 'STANDARD',
+      KubernetesGroups: [group],
+    });
+    expect(entries).toEqual([
+      entry('launch-training', 'mlops-training'),
+      entry('training-watch', 'mlops-training'),
+      entry('vllm-scaler', 'mlops-serving'),
+    ]);
     // No access policy association: rights come only from k8s/rbac.yaml.
     expect(Object.keys(template.findResources('AWS::EKS::AccessPolicy'))).toHaveLength(0);
   });
@@ -253,7 +347,7 @@ describe('least privilege', () => {
       roles.forEach((r) => putters.add(r));
     }
     expect([...putters].sort()).toEqual(
-      ['data-arrival', 'launch-training', 'training-watch', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
+      ['data-arrival', 'launch-training', 'training-watch', 'vllm-scaler', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
     );
   });
 
