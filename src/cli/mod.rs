@@ -126,9 +126,13 @@ enum Command {
         /// Write load, replicas and TTFT over time for each policy to this SVG.
         #[arg(long)]
         plot: Option<PathBuf>,
-        /// The mlops policy's target utilization (engine time per replica it plans for).
-        #[arg(long, default_value_t = 0.6)]
-        target_utilization: f64,
+        /// The mlops policy's square-root headroom β (`serving.scaling.headroom`).
+        #[arg(long, default_value_t = crate::stage::serving::policy::DEFAULT_HEADROOM)]
+        headroom: f64,
+        /// How the gateway spreads requests: least-work (fewest prompt tokens waiting to be
+        /// prefilled) or least-requests.
+        #[arg(long, default_value = "least-work")]
+        routing: String,
         /// Multiply the profile's step-time coefficients (a sensitivity check).
         #[arg(long, default_value_t = 1.0)]
         step_scale: f64,
@@ -292,7 +296,8 @@ pub async fn main() -> anyhow::Result<()> {
             min,
             max,
             plot,
-            target_utilization,
+            headroom,
+            routing,
             step_scale,
         } => scale_sim::run_cli(&scale_sim::Args {
             trace,
@@ -304,7 +309,8 @@ pub async fn main() -> anyhow::Result<()> {
             min_replicas: min,
             max_replicas: max,
             plot,
-            target_utilization,
+            headroom,
+            routing,
             step_scale,
         }),
         Command::Dev {

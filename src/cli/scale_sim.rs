@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::sim::policies::{HpaSeed, Mlops, Oracle};
-use crate::sim::{Controller, Options, RunResult, percentile, run, trace};
+use crate::sim::{Controller, Options, Routing, RunResult, percentile, run, trace};
 use crate::stage::serving::profile::{self, PROFILES_YAML, Profile};
 
 pub struct Args {
@@ -18,8 +18,10 @@ pub struct Args {
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub plot: Option<PathBuf>,
-    /// The `mlops` policy's `target_utilization`.
-    pub target_utilization: f64,
+    /// The `mlops` policy's square-root headroom.
+    pub headroom: f64,
+    /// `least-work` or `least-requests`.
+    pub routing: String,
     /// Multiplies the profile's step-time coefficients (sensitivity).
     pub step_scale: f64,
 }
@@ -27,7 +29,7 @@ pub struct Args {
 /// The oracle's window and its allowance of requests over the SLO per window: none that an
 /// idle replica would have served in time.
 pub const ORACLE_WINDOW_S: f64 = 60.0;
-pub const ORACLE_BUDGET: f64 = 0.01;
+pub const ORACLE_BUDGET: f64 = 0.0;
 
 pub fn load_profile(name: &str, file: Option<&Path>) -> anyhow::Result<Profile> {
     let text = match file {
@@ -52,10 +54,10 @@ pub fn simulate(
     p: &Profile,
     o: &Options,
     oracle: &Oracle,
-    target_utilization: f64,
+    headroom: f64,
 ) -> anyhow::Result<RunResult> {
     let mut c: Box<dyn Controller> = match policy {
-        "mlops" => Box::new(Mlops::for_profile(p, o, target_utilization)),
+        "mlops" => Box::new(Mlops::for_profile(p, o, headroom)),
         "hpa-seed" => Box::new(HpaSeed::new()),
         "oracle" => Box::new(oracle.clone()),
         other => anyhow::bail!("unknown policy {other:?} (mlops, hpa-seed, oracle)"),
@@ -116,9 +118,14 @@ pub fn run_cli(a: &Args) -> anyhow::Result<()> {
     if !(a.step_scale.is_finite() && a.step_scale > 0.0) {
         anyhow::bail!("--step-scale must be a positive number");
     }
-    if !(a.target_utilization > 0.0 && a.target_utilization <= 1.0) {
-        anyhow::bail!("--target-utilization must be in (0, 1]");
+    if !(a.headroom.is_finite() && a.headroom >= 0.0) {
+        anyhow::bail!("--headroom must be a number >= 0");
     }
+    let routing = match a.routing.as_str() {
+        "least-work" => Routing::LeastWork,
+        "least-requests" => Routing::LeastRequests,
+        other => anyhow::bail!("--routing {other:?}: expected least-work or least-requests"),
+    };
     let p = load_profile(&a.profile, a.profiles.as_deref())?.scaled(a.step_scale);
     let text = std::fs::read_to_string(&a.trace)
         .with_context(|| format!("reading {}", a.trace.display()))?;
@@ -133,6 +140,7 @@ pub fn run_cli(a: &Args) -> anyhow::Result<()> {
         initial_replicas: a.min_replicas,
         start_delay_s: a.start_delay_s.unwrap_or(p.start_delay_s),
         tick_s: 15.0,
+        routing,
     };
     if !(o.start_delay_s.is_finite() && o.start_delay_s >= 0.0) {
         anyhow::bail!("--start-delay must be >= 0 seconds");
@@ -143,11 +151,11 @@ pub fn run_cli(a: &Args) -> anyhow::Result<()> {
     for name in &a.policies {
         rows.push((
             name.clone(),
-            simulate(name, &reqs, &p, &o, &oracle, a.target_utilization)?,
+            simulate(name, &reqs, &p, &o, &oracle, a.headroom)?,
         ));
     }
     let header = format!(
-        "{} requests from {} at rate ×{}, profile {} ({} GPU/replica, ${}/replica-h), replicas {}..{} (starting from {}), start-up delay {:.0} s, TTFT SLO {} s\n",
+        "{} requests from {} at rate ×{}, profile {} ({} GPU/replica, ${}/replica-h), replicas {}..{} (starting from {}), start-up delay {:.0} s, TTFT SLO {} s, routing {}\n",
         reqs.len(),
         a.trace.display(),
         a.rate_scale,
@@ -158,7 +166,8 @@ pub fn run_cli(a: &Args) -> anyhow::Result<()> {
         o.max_replicas,
         o.initial_replicas,
         o.start_delay_s,
-        p.ttft_slo_s
+        p.ttft_slo_s,
+        a.routing
     );
     super::stdout(&(header + &table(&rows, &p) + &summary(&rows, &p)))?;
     if let Some(path) = &a.plot {

@@ -422,8 +422,12 @@ pub struct ScalingConfig {
     #[serde(default = "default_min_replicas")]
     pub min_replicas: u32,
     pub max_replicas: u32,
+    /// β of square-root staffing (`load + β·√load` replicas); default 1.2.
     #[serde(default)]
-    pub target_utilization: Option<f64>,
+    pub headroom: Option<f64>,
+    /// The busiest a replica is planned to be; default 0.8.
+    #[serde(default)]
+    pub max_utilization: Option<f64>,
     #[serde(default)]
     pub max_waiting_per_replica: Option<f64>,
     #[serde(default)]
@@ -433,7 +437,7 @@ pub struct ScalingConfig {
     /// From asking for a replica to its readiness; default: the profile's start-up delay.
     #[serde(default, deserialize_with = "de_scaling_start_up")]
     pub start_up: Option<u64>,
-    /// Default: `start_up`.
+    /// Default: `start_up`, at least 10 minutes.
     #[serde(default, deserialize_with = "de_scaling_window")]
     pub scale_down_window: Option<u64>,
     /// With `min_replicas: 0`: idle this long, scale to zero.
@@ -500,18 +504,20 @@ impl ScalingConfig {
             .map(|s| s as f64)
             .or(bundled.as_ref().map(|p| p.start_delay_s))
             .unwrap_or(600.0);
+        let d = ScalingPolicy::new(self.min_replicas, self.max_replicas, cost, start_up);
         let p = ScalingPolicy {
-            min_replicas: self.min_replicas,
-            max_replicas: self.max_replicas,
-            cost,
-            target_utilization: self.target_utilization.unwrap_or(0.6),
-            max_waiting_per_replica: self.max_waiting_per_replica.unwrap_or(4.0),
-            kv_high: self.kv_high.unwrap_or(0.85),
-            max_surge: self.max_surge.unwrap_or(4),
-            scale_down_window_s: self.scale_down_window.map_or(start_up, |s| s as f64),
+            headroom: self.headroom.unwrap_or(d.headroom),
+            max_utilization: self.max_utilization.unwrap_or(d.max_utilization),
+            max_waiting_per_replica: self
+                .max_waiting_per_replica
+                .unwrap_or(d.max_waiting_per_replica),
+            kv_high: self.kv_high.unwrap_or(d.kv_high),
+            max_surge: self.max_surge.unwrap_or(d.max_surge),
+            scale_down_window_s: self
+                .scale_down_window
+                .map_or(d.scale_down_window_s, |s| s as f64),
             idle_to_zero_s: self.idle_to_zero.map(|s| s as f64),
-            stale_after_s: 60.0,
-            start_up_s: start_up,
+            ..d
         };
         p.validate()?;
         if self.namespace.is_empty() {

@@ -36,7 +36,7 @@ pub struct StepOutcome {
     pub finished: Vec<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     pub waiting: VecDeque<Seq>,
     pub running: Vec<Seq>,
@@ -68,6 +68,15 @@ impl Engine {
 
     pub fn in_flight(&self) -> usize {
         self.waiting.len() + self.running.len()
+    }
+
+    /// Prompt tokens still to be computed, queued or in a prefill that has begun.
+    pub fn pending_prefill(&self) -> u64 {
+        self.waiting
+            .iter()
+            .chain(&self.running)
+            .map(|s| u64::from(s.prompt - s.prefilled))
+            .sum()
     }
 
     pub fn kv_usage(&self, p: &Profile) -> f64 {

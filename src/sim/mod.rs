@@ -60,6 +60,18 @@ pub struct Options {
     pub start_delay_s: f64,
     /// Controller period (the HPA's sync period).
     pub tick_s: f64,
+    pub routing: Routing,
+}
+
+/// How the gateway in front of the replicas picks one for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// The fewest prompt tokens waiting to be prefilled, then the fewest requests: the
+    /// queue-depth scoring of an LLM-aware gateway (Gateway API Inference Extension, llm-d).
+    #[default]
+    LeastWork,
+    /// The fewest requests in flight (join the shortest queue), blind to their sizes.
+    LeastRequests,
 }
 
 /// A point of the run's timeline (one per tick).
@@ -122,6 +134,7 @@ enum Event {
     Tick,
 }
 
+#[derive(Clone)]
 struct Replica {
     engine: Engine,
     launched_us: u64,
@@ -130,9 +143,11 @@ struct Replica {
     stopped_us: Option<u64>,
 }
 
-struct Sim<'a> {
+#[derive(Clone)]
+pub(crate) struct Sim<'a> {
     reqs: &'a [Request],
     p: &'a Profile,
+    routing: Routing,
     heap: BinaryHeap<Reverse<(u64, u64, Event)>>,
     order: u64,
     replicas: Vec<Replica>,
@@ -143,7 +158,28 @@ struct Sim<'a> {
     window_ttft: Vec<f64>,
 }
 
-impl Sim<'_> {
+impl<'a> Sim<'a> {
+    /// Every request of `reqs` scheduled to arrive; no replica yet.
+    pub(crate) fn new(reqs: &'a [Request], p: &'a Profile, routing: Routing) -> Sim<'a> {
+        let mut sim = Sim {
+            reqs,
+            p,
+            routing,
+            heap: BinaryHeap::new(),
+            order: 0,
+            replicas: Vec::new(),
+            unserved: VecDeque::new(),
+            ttft: vec![None; reqs.len()],
+            queued: vec![None; reqs.len()],
+            done: 0,
+            window_ttft: Vec::new(),
+        };
+        for (i, r) in reqs.iter().enumerate() {
+            sim.push(r.arrival_us, Event::Arrival(i));
+        }
+        sim
+    }
+
     fn push(&mut self, t: u64, e: Event) {
         self.order += 1;
         self.heap.push(Reverse((t, self.order, e)));
@@ -160,6 +196,8 @@ impl Sim<'_> {
         if delay_us > 0 {
             let r = self.replicas.len() - 1;
             self.push(now + delay_us, Event::Ready(r));
+        } else {
+            self.serve_unserved(now);
         }
     }
 
@@ -167,13 +205,20 @@ impl Sim<'_> {
         r.stopped_us.is_none() && !r.draining
     }
 
-    /// The ready replica with the fewest requests in flight (join the shortest queue).
+    /// The ready replica a request goes to. [`Routing::LeastWork`]: the fewest prompt tokens
+    /// still to prefill (what delays a new request's first token), then the fewest requests.
     fn route(&self) -> Option<usize> {
         self.replicas
             .iter()
             .enumerate()
             .filter(|(_, r)| r.ready && self.live(r))
-            .min_by_key(|(i, r)| (r.engine.in_flight(), *i))
+            .min_by_key(|(i, r)| {
+                let work = match self.routing {
+                    Routing::LeastWork => r.engine.pending_prefill(),
+                    Routing::LeastRequests => 0,
+                };
+                (work, r.engine.in_flight(), *i)
+            })
             .map(|(i, _)| i)
     }
 
@@ -189,6 +234,14 @@ impl Sim<'_> {
                 self.kick(now, r);
             }
             None => self.unserved.push_back(id),
+        }
+    }
+
+    fn serve_unserved(&mut self, now: u64) {
+        while !self.unserved.is_empty() && self.route().is_some() {
+            if let Some(id) = self.unserved.pop_front() {
+                self.dispatch(now, id);
+            }
         }
     }
 
@@ -222,7 +275,7 @@ impl Sim<'_> {
         self.replicas.iter().filter(|r| self.live(r)).count() as u32
     }
 
-    fn scale_to(&mut self, now: u64, desired: u32, delay_us: u64) {
+    pub(crate) fn scale_to(&mut self, now: u64, desired: u32, delay_us: u64) {
         let current = self.current();
         if desired > current {
             for _ in current..desired {
@@ -272,6 +325,52 @@ impl Sim<'_> {
         }
     }
 
+    /// Handles one arrival, readiness or step end.
+    fn handle(&mut self, now: u64, e: Event) {
+        match e {
+            Event::Arrival(i) => self.dispatch(now, i),
+            Event::Ready(r) => {
+                if self.replicas[r].stopped_us.is_none() {
+                    self.replicas[r].ready = true;
+                    self.serve_unserved(now);
+                }
+            }
+            Event::StepEnd(r) => {
+                let mut out = StepOutcome::default();
+                self.replicas[r].engine.finish_step(&mut out);
+                self.record(now, &out);
+                let rep = &self.replicas[r];
+                if rep.draining && rep.engine.in_flight() == 0 {
+                    self.replicas[r].stopped_us = Some(now);
+                } else {
+                    self.kick(now, r);
+                }
+            }
+            Event::Tick => {}
+        }
+    }
+
+    /// Runs every event before `until` (no controller: the fleet stays as it is).
+    pub(crate) fn run_until(&mut self, until: u64) {
+        while let Some(Reverse((now, _, e))) = self.heap.peek().copied() {
+            if now >= until {
+                return;
+            }
+            self.heap.pop();
+            self.handle(now, e);
+        }
+    }
+
+    /// Requests on a replica or waiting for one.
+    pub(crate) fn busy(&self) -> bool {
+        !self.unserved.is_empty() || self.replicas.iter().any(|r| r.engine.in_flight() > 0)
+    }
+
+    /// Seconds to request `id`'s first token, if it came.
+    pub(crate) fn ttft_s(&self, id: usize) -> Option<f64> {
+        self.ttft[id].map(|t| (t - self.reqs[id].arrival_us) as f64 / US)
+    }
+
     fn view(&self, now: u64) -> View {
         let ready: Vec<ReplicaView> = self
             .replicas
@@ -308,26 +407,12 @@ pub fn run(
     o: &Options,
     controller: &mut dyn Controller,
 ) -> RunResult {
-    let mut sim = Sim {
-        reqs,
-        p,
-        heap: BinaryHeap::new(),
-        order: 0,
-        replicas: Vec::new(),
-        unserved: VecDeque::new(),
-        ttft: vec![None; reqs.len()],
-        queued: vec![None; reqs.len()],
-        done: 0,
-        window_ttft: Vec::new(),
-    };
+    let mut sim = Sim::new(reqs, p, o.routing);
     let delay_us = (o.start_delay_s * US).round() as u64;
     let tick_us = ((o.tick_s * US).round() as u64).max(1);
     let initial = o.initial_replicas.clamp(o.min_replicas, o.max_replicas);
     for _ in 0..initial {
         sim.launch(0, 0);
-    }
-    for (i, r) in reqs.iter().enumerate() {
-        sim.push(r.arrival_us, Event::Arrival(i));
     }
     sim.push(0, Event::Tick);
     let last_arrival = reqs.last().map_or(0, |r| r.arrival_us);
@@ -337,58 +422,35 @@ pub fn run(
     let mut horizon = 0;
     while let Some(Reverse((now, _, e))) = sim.heap.pop() {
         horizon = now;
-        match e {
-            Event::Arrival(i) => sim.dispatch(now, i),
-            Event::Ready(r) => {
-                if sim.replicas[r].stopped_us.is_some() {
-                    continue;
-                }
-                sim.replicas[r].ready = true;
-                while !sim.unserved.is_empty() && sim.route().is_some() {
-                    if let Some(id) = sim.unserved.pop_front() {
-                        sim.dispatch(now, id);
-                    }
-                }
-            }
-            Event::StepEnd(r) => {
-                let mut out = StepOutcome::default();
-                sim.replicas[r].engine.finish_step(&mut out);
-                sim.record(now, &out);
-                let rep = &sim.replicas[r];
-                if rep.draining && rep.engine.in_flight() == 0 {
-                    sim.replicas[r].stopped_us = Some(now);
-                } else {
-                    sim.kick(now, r);
-                }
-            }
-            Event::Tick => {
-                let view = sim.view(now);
-                let desired = controller
-                    .desired(&view)
-                    .clamp(o.min_replicas, o.max_replicas);
-                if desired != view.current {
-                    scale_events += 1;
-                    sim.scale_to(now, desired, delay_us);
-                }
-                peak = peak.max(sim.current());
-                let in_flight = sim
-                    .replicas
-                    .iter()
-                    .map(|r| r.engine.in_flight() as u32)
-                    .sum::<u32>()
-                    + sim.unserved.len() as u32;
-                let window = std::mem::take(&mut sim.window_ttft);
-                timeline.push(Sample {
-                    t_s: now as f64 / US,
-                    in_flight,
-                    ready: view.ready.len() as u32,
-                    replicas: sim.current(),
-                    ttft_p95_s: (!window.is_empty()).then(|| percentile(&window, 0.95)),
-                });
-                if now < last_arrival || sim.done < reqs.len() {
-                    sim.push(now + tick_us, Event::Tick);
-                }
-            }
+        if e != Event::Tick {
+            sim.handle(now, e);
+            continue;
+        }
+        let view = sim.view(now);
+        let desired = controller
+            .desired(&view)
+            .clamp(o.min_replicas, o.max_replicas);
+        if desired != view.current {
+            scale_events += 1;
+            sim.scale_to(now, desired, delay_us);
+        }
+        peak = peak.max(sim.current());
+        let in_flight = sim
+            .replicas
+            .iter()
+            .map(|r| r.engine.in_flight() as u32)
+            .sum::<u32>()
+            + sim.unserved.len() as u32;
+        let window = std::mem::take(&mut sim.window_ttft);
+        timeline.push(Sample {
+            t_s: now as f64 / US,
+            in_flight,
+            ready: view.ready.len() as u32,
+            replicas: sim.current(),
+            ttft_p95_s: (!window.is_empty()).then(|| percentile(&window, 0.95)),
+        });
+        if now < last_arrival || sim.done < reqs.len() {
+            sim.push(now + tick_us, Event::Tick);
         }
     }
     let gpu_hours: f64 = sim
@@ -423,6 +485,7 @@ mod tests {
     use super::policies::{HpaSeed, Mlops, Oracle};
     use super::trace::Request;
     use super::*;
+    use crate::stage::serving::policy::DEFAULT_HEADROOM;
     use crate::stage::serving::profile::{PROFILES_YAML, Profile, parse};
 
     const TRACE: &str = include_str!("../../samples/traces/azure_conv_2023.csv");
@@ -434,6 +497,7 @@ mod tests {
             initial_replicas: min,
             start_delay_s: delay,
             tick_s: 15.0,
+            routing: Routing::LeastWork,
         }
     }
 
@@ -511,13 +575,68 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_sends_a_request_where_the_least_prefill_is_queued() {
+        // A: 900-token prompt at t=0 → replica 0 (nine 20 ms steps of 100 tokens). B: 10 tokens,
+        // 100 output, at t=0 → replica 1, its prefill step 10 + 0.1×10 = 11 ms. C: 10 tokens at
+        // 1 ms, when each replica holds one request.
+        let reqs = [req(0, 900, 1), req(0, 10, 100), req(1, 10, 1)];
+        let two = |routing| Options {
+            routing,
+            ..opts(2, 2, 0.0)
+        };
+        // Least work: C joins B (10 tokens queued, not 900); it prefills beside B's first decode,
+        // 10 + 0.1×10 + 1 = 12 ms from 11 ms: first token at 23 ms, 22 ms after it arrived.
+        let r = run(&reqs, &toy(), &two(Routing::LeastWork), &mut Fixed(2));
+        assert!((r.ttft_s[2] - 0.022).abs() < 1e-9, "{:?}", r.ttft_s);
+        // Least requests: a tie, so replica 0, behind A's 180 ms of prefill: 180 + 11 − 1 ms.
+        let r = run(&reqs, &toy(), &two(Routing::LeastRequests), &mut Fixed(2));
+        assert!((r.ttft_s[2] - 0.190).abs() < 1e-9, "{:?}", r.ttft_s);
+    }
+
+    #[test]
+    fn the_oracle_sizes_a_window_for_the_backlog_the_previous_one_left() {
+        // Ten 1000-token prompts at 59.5 s: 200 ms each on the toy replica, so one replica gets
+        // the sixth out 1.2 s after it arrived (over the 1 s SLO) and window 0 needs two. At 60 s
+        // each of the two still has 500 ms of work. The single request of window 1 (at 60 s)
+        // would wait 900 ms behind it on one replica (200 ms more of its own: 1.1 s), 500 ms on
+        // two (0.7 s): window 1 needs two as well, though alone it would fit on one.
+        let mut reqs: Vec<Request> = (0..10).map(|_| req(59_500, 1000, 1)).collect();
+        reqs.push(req(60_000, 1000, 1));
+        let o = opts(1, 4, 0.0);
+        let plan = Oracle::plan(&reqs, &toy(), &o, 60.0, 0.0);
+        assert_eq!(plan.needed(), &[2, 2]);
+        let alone = Oracle::plan(&reqs[10..], &toy(), &o, 60.0, 0.0);
+        assert_eq!(alone.needed(), &[1, 1]);
+        let r = run(
+            &reqs,
+            &toy(),
+            &Options {
+                initial_replicas: plan.initial(),
+                ..o
+            },
+            &mut plan.clone(),
+        );
+        assert_eq!(r.over_slo_count(1.0), 0, "{:?}", r.ttft_s);
+    }
+
+    #[test]
     fn the_same_inputs_give_the_same_numbers() {
         let reqs = trace::parse(TRACE, 1.0).expect("trace");
         let reqs = &reqs[..3000];
         let p = parse(PROFILES_YAML).expect("profiles")["llama-3-70b-tp4-h100"].clone();
         let o = opts(1, 8, 180.0);
-        let a = run(reqs, &p, &o, &mut Mlops::for_profile(&p, &o, 0.6));
-        let b = run(reqs, &p, &o, &mut Mlops::for_profile(&p, &o, 0.6));
+        let a = run(
+            reqs,
+            &p,
+            &o,
+            &mut Mlops::for_profile(&p, &o, DEFAULT_HEADROOM),
+        );
+        let b = run(
+            reqs,
+            &p,
+            &o,
+            &mut Mlops::for_profile(&p, &o, DEFAULT_HEADROOM),
+        );
         assert_eq!(a, b);
         let c = run(reqs, &p, &o, &mut HpaSeed::new());
         assert_eq!(c, run(reqs, &p, &o, &mut HpaSeed::new()));
@@ -554,9 +673,9 @@ mod tests {
                     (format!("fixed {n}"), run(reqs, &p, &fixed, &mut Fixed(n)))
                 })
                 .collect();
-            for tu in [0.3, 0.45, 0.6, 0.8] {
-                let r = run(reqs, &p, &o, &mut Mlops::for_profile(&p, &o, tu));
-                others.push((format!("mlops {tu}"), r));
+            for headroom in [0.5, 1.0, 1.5, 2.0] {
+                let r = run(reqs, &p, &o, &mut Mlops::for_profile(&p, &o, headroom));
+                others.push((format!("mlops {headroom}"), r));
             }
             others.push(("hpa-seed".into(), run(reqs, &p, &o, &mut HpaSeed::new())));
             let mut compared = 0;
@@ -644,7 +763,12 @@ mod tests {
         let rows = vec![
             (
                 "mlops".to_owned(),
-                run(&reqs[..500], &p, &o, &mut Mlops::for_profile(&p, &o, 0.6)),
+                run(
+                    &reqs[..500],
+                    &p,
+                    &o,
+                    &mut Mlops::for_profile(&p, &o, DEFAULT_HEADROOM),
+                ),
             ),
             (
                 "hpa-seed".to_owned(),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::trace::Request;
-use super::{Controller, Options, View, run};
+use super::{Controller, Options, Sim, View};
 use crate::stage::serving::policy::{
     Observation, PolicyState, ReplicaSample, ScalingPolicy, decide,
 };
@@ -27,20 +27,17 @@ impl Mlops {
         }
     }
 
-    /// The defaults of a `serving.scaling` block, priced with the profile's step costs.
-    pub fn for_profile(p: &Profile, o: &Options, target_utilization: f64) -> Mlops {
+    /// The defaults of a `serving.scaling` block naming this profile, with its start-up delay
+    /// the simulated one; `headroom` as `serving.scaling.headroom`.
+    pub fn for_profile(p: &Profile, o: &Options, headroom: f64) -> Mlops {
         Mlops::new(ScalingPolicy {
-            min_replicas: o.min_replicas,
-            max_replicas: o.max_replicas,
-            cost: p.step_cost(),
-            target_utilization,
-            max_waiting_per_replica: 4.0,
-            kv_high: 0.85,
-            max_surge: 4,
-            scale_down_window_s: o.start_delay_s,
-            idle_to_zero_s: None,
-            stale_after_s: 60.0,
-            start_up_s: o.start_delay_s,
+            headroom,
+            ..ScalingPolicy::new(
+                o.min_replicas,
+                o.max_replicas,
+                p.step_cost(),
+                o.start_delay_s,
+            )
         })
     }
 }
@@ -184,21 +181,14 @@ impl Controller for HpaSeed {
     }
 }
 
-/// A fixed count (the oracle's per-window probes).
-struct Fixed(u32);
-
-impl Controller for Fixed {
-    fn desired(&mut self, _: &View) -> u32 {
-        self.0
-    }
-}
-
-/// The clairvoyant bound (SERVING.md §6): per window, the fewest replicas at which at most
-/// `budget` of the window's requests miss the TTFT SLO (probed on replicas that start empty, no
-/// carry-over; a request that would miss it even on an idle replica is not counted against any
-/// count); then, knowing those counts ahead, it asks at every tick for the most any window
-/// until one start-up delay later needs, so each replica is launched in time and kept only while
-/// it will be needed again before a new one could start.
+/// The clairvoyant bound (SERVING.md §6): it knows every request ahead. Per window, the fewest
+/// replicas with which at most `budget` of the window's requests miss the TTFT SLO (a request
+/// that would miss it even on an idle replica does not count), found by simulating the window
+/// from the state the previous windows left (their queues, their running batches) with that
+/// many replicas ready from the window's start. Then, knowing those counts ahead, it asks at every
+/// tick for the most any window until one start-up delay later needs, so each replica is
+/// launched in time, paid for while it boots, and kept only while it will be needed again
+/// before a new one could start.
 #[derive(Debug, Clone)]
 pub struct Oracle {
     window_s: f64,
@@ -209,60 +199,40 @@ pub struct Oracle {
 impl Oracle {
     pub fn plan(reqs: &[Request], p: &Profile, o: &Options, window_s: f64, budget: f64) -> Oracle {
         let w_us = ((window_s * 1e6) as u64).max(1);
+        let slo_us = (p.ttft_slo_s * 1e6) as u64;
         let windows = reqs.last().map_or(1, |r| r.arrival_us / w_us + 1) as usize;
         let mut needed = vec![o.min_replicas; windows];
-        let probe = Options {
-            min_replicas: 0,
-            initial_replicas: 0,
-            max_replicas: o.max_replicas,
-            start_delay_s: 0.0,
-            tick_s: window_s,
-        };
+        let mut sim = Sim::new(reqs, p, o.routing);
+        let mut first = 0;
         for (w, n_out) in needed.iter_mut().enumerate() {
-            let start = w as u64 * w_us;
-            let slice: Vec<Request> = reqs
-                .iter()
-                .filter(|r| r.arrival_us >= start && r.arrival_us < start + w_us)
-                .map(|r| Request {
-                    arrival_us: r.arrival_us - start,
-                    ..*r
-                })
+            let (start, end) = (w as u64 * w_us, (w as u64 + 1) * w_us);
+            let last = first + reqs[first..].partition_point(|r| r.arrival_us < end);
+            let counted: Vec<usize> = (first..last)
+                .filter(|&i| p.isolated_ttft_s(reqs[i].prompt) <= p.ttft_slo_s)
                 .collect();
-            if slice.is_empty() {
-                continue;
-            }
-            let allowed = (budget * slice.len() as f64).floor() as usize;
-            let ok = |n: u32| {
-                let probe = Options {
-                    min_replicas: n,
-                    initial_replicas: n,
-                    ..probe
-                };
-                let r = run(&slice, p, &probe, &mut Fixed(n));
-                let missed = slice
+            let allowed = (budget * (last - first) as f64).floor() as usize;
+            let misses = |n: u32| {
+                let mut probe = sim.clone();
+                probe.scale_to(start, n, 0);
+                // Until the last request of the window has had its SLO's worth of time.
+                probe.run_until(end + slo_us);
+                counted
                     .iter()
-                    .zip(&r.ttft_s)
-                    .filter(|(q, t)| {
-                        super::misses(**t, p.ttft_slo_s)
-                            && p.isolated_ttft_s(q.prompt) <= p.ttft_slo_s
-                    })
-                    .count();
-                missed <= allowed
+                    .filter(|&&i| probe.ttft_s(i).is_none_or(|t| t > p.ttft_slo_s))
+                    .count()
             };
-            let (mut lo, mut hi) = (o.min_replicas.max(1), o.max_replicas);
-            if !ok(hi) {
-                *n_out = hi;
-                continue;
+            let mut n = if last > first || sim.busy() {
+                o.min_replicas.max(1)
+            } else {
+                o.min_replicas
+            };
+            while n < o.max_replicas && misses(n) > allowed {
+                n += 1;
             }
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                if ok(mid) {
-                    hi = mid;
-                } else {
-                    lo = mid + 1;
-                }
-            }
-            *n_out = lo;
+            *n_out = n;
+            sim.scale_to(start, n, 0);
+            sim.run_until(end);
+            first = last;
         }
         Oracle {
             window_s,
@@ -273,6 +243,11 @@ impl Oracle {
 }
 
 impl Oracle {
+    /// Replicas each window needs, in order.
+    pub fn needed(&self) -> &[u32] {
+        &self.needed
+    }
+
     /// What the first start-up delay needs: the count every policy starts from.
     pub fn initial(&self) -> u32 {
         self.desired_at(0.0)

@@ -10,8 +10,12 @@
 //! - **Demand** is engine time: each replica's token rates (`vllm:prompt_tokens_total`,
 //!   `vllm:generation_tokens_total`, per second) priced with the model/GPU pair's step-time
 //!   coefficients (SERVING.md §2.2: prefill per token, decode per sequence and per 1k tokens of
-//!   context, the context read from `vllm:kv_cache_usage_perc`), summed over replicas, against a
-//!   target utilization that leaves room for the growth of load while a new replica starts.
+//!   context, the context read from `vllm:kv_cache_usage_perc`), summed over replicas and
+//!   averaged over `smoothing_s`: R replicas' worth of work.
+//! - **Capacity** is square-root staffing (Halfin–Whitt; the "square root" rule of Gandhi et al.'s
+//!   AutoScale that SERVING.md §6 cites): `R + headroom·√R` replicas, so the room kept for the
+//!   bursts LLM traffic brings (a cluster of long prompts arriving together) grows with the
+//!   square root of the load, not in proportion to it; never more than `max_utilization` busy.
 //! - **Queue and KV pressure** add a replica when requests wait beyond a tolerance per replica,
 //!   or wait while the KV cache is nearly full (`vllm:kv_cache_usage_perc`, or the older
 //!   `vllm:gpu_cache_usage_perc`), even when the token rates look fine.
@@ -37,76 +41,69 @@ pub struct StepCost {
     pub kv_cache_tokens: u64,
 }
 
-/// The policy's knobs (a model's `serving.scaling` block).
+/// The policy's knobs (a model's `serving.scaling` block; [`ScalingPolicy::new`] holds the
+/// defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScalingPolicy {
-    #[serde(default = "one")]
     pub min_replicas: u32,
     pub max_replicas: u32,
     pub cost: StepCost,
-    /// Engine time per second (0..1) one replica is planned for; the rest absorbs growth while a
-    /// new replica starts.
-    #[serde(default = "default_utilization")]
-    pub target_utilization: f64,
+    /// β of square-root staffing: `R + β·√R` replicas for R replicas' worth of engine time.
+    pub headroom: f64,
+    /// The busiest a replica is planned to be (0..1], whatever the square-root rule says.
+    pub max_utilization: f64,
+    /// Seconds of samples the load is averaged over (token counters are lumpy over 15 s).
+    pub smoothing_s: f64,
     /// Mean requests waiting per ready replica above which a replica is added (when none is
     /// already starting).
-    #[serde(default = "default_waiting")]
     pub max_waiting_per_replica: f64,
     /// Mean KV-cache usage (0..1) above which waiting requests mean memory, not compute, binds.
-    #[serde(default = "default_kv_high")]
     pub kv_high: f64,
     /// Most replicas added by one decision.
-    #[serde(default = "default_surge")]
     pub max_surge: u32,
     /// Seconds every recommendation must stay below the current count before one replica goes.
-    /// As long as a replica takes to start is the ski-rental break-even: holding an idle
-    /// replica that long costs what bringing it back would.
-    #[serde(default = "default_window")]
+    /// At least as long as a replica takes to start (the ski-rental break-even: holding an idle
+    /// replica that long costs what bringing it back would), and by default at least ten
+    /// minutes, because a replica let go too early costs requests over the SLO as well as GPU
+    /// time.
     pub scale_down_window_s: f64,
     /// With `min_replicas: 0`: seconds without any request before scaling to zero.
-    #[serde(default)]
     pub idle_to_zero_s: Option<f64>,
     /// A sample older than this is stale: it may drive a scale-up, never a scale-down.
-    #[serde(default = "default_stale")]
     pub stale_after_s: f64,
-    /// Seconds from asking for a replica to its readiness (node, image, weights, engine start):
-    /// a rising load is fitted over this many seconds and extrapolated half as far ahead.
-    #[serde(default = "default_lead")]
-    pub start_up_s: f64,
 }
 
-fn default_lead() -> f64 {
-    600.0
-}
-
-fn one() -> u32 {
-    1
-}
-fn default_utilization() -> f64 {
-    0.6
-}
-fn default_waiting() -> f64 {
-    4.0
-}
-fn default_kv_high() -> f64 {
-    0.85
-}
-fn default_surge() -> u32 {
-    4
-}
-fn default_window() -> f64 {
-    600.0
-}
-fn default_stale() -> f64 {
-    60.0
-}
+/// The default square-root headroom β.
+pub const DEFAULT_HEADROOM: f64 = 1.2;
+pub const DEFAULT_MAX_UTILIZATION: f64 = 0.8;
+pub const DEFAULT_SMOOTHING_S: f64 = 30.0;
+/// The shortest default stabilization window.
+pub const MIN_SCALE_DOWN_WINDOW_S: f64 = 600.0;
 
 fn positive(v: f64) -> bool {
     v.is_finite() && v > 0.0
 }
 
 impl ScalingPolicy {
+    /// The defaults for a model whose replicas take `start_up_s` to become ready.
+    pub fn new(min_replicas: u32, max_replicas: u32, cost: StepCost, start_up_s: f64) -> Self {
+        ScalingPolicy {
+            min_replicas,
+            max_replicas,
+            cost,
+            headroom: DEFAULT_HEADROOM,
+            max_utilization: DEFAULT_MAX_UTILIZATION,
+            smoothing_s: DEFAULT_SMOOTHING_S,
+            max_waiting_per_replica: 4.0,
+            kv_high: 0.85,
+            max_surge: 4,
+            scale_down_window_s: start_up_s.max(MIN_SCALE_DOWN_WINDOW_S),
+            idle_to_zero_s: None,
+            stale_after_s: 60.0,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.max_replicas == 0 || self.min_replicas > self.max_replicas {
             return Err(format!(
@@ -127,8 +124,11 @@ impl ScalingPolicy {
         if c.kv_cache_tokens == 0 {
             return Err("scaling.cost.kv_cache_tokens must be at least 1".into());
         }
-        if !(positive(self.target_utilization) && self.target_utilization <= 1.0) {
-            return Err("scaling.target_utilization must be in (0, 1]".into());
+        if !(self.headroom.is_finite() && self.headroom >= 0.0) {
+            return Err("scaling.headroom must be >= 0".into());
+        }
+        if !(positive(self.max_utilization) && self.max_utilization <= 1.0) {
+            return Err("scaling.max_utilization must be in (0, 1]".into());
         }
         if !(self.max_waiting_per_replica.is_finite() && self.max_waiting_per_replica >= 0.0) {
             return Err("scaling.max_waiting_per_replica must be >= 0".into());
@@ -140,8 +140,9 @@ impl ScalingPolicy {
             return Err("scaling.max_surge must be at least 1".into());
         }
         for (name, v) in [
-            ("scale_down_window_s", self.scale_down_window_s),
-            ("stale_after_s", self.stale_after_s),
+            ("smoothing", self.smoothing_s),
+            ("scale_down_window", self.scale_down_window_s),
+            ("stale_after", self.stale_after_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("scaling.{name} must be >= 0 seconds"));
@@ -149,10 +150,10 @@ impl ScalingPolicy {
         }
         match self.idle_to_zero_s {
             Some(_) if self.min_replicas != 0 => {
-                Err("scaling.idle_to_zero_s needs min_replicas: 0".into())
+                Err("scaling.idle_to_zero needs min_replicas: 0".into())
             }
             Some(v) if !(v.is_finite() && v >= 0.0) => {
-                Err("scaling.idle_to_zero_s must be >= 0 seconds".into())
+                Err("scaling.idle_to_zero must be >= 0 seconds".into())
             }
             _ => Ok(()),
         }
@@ -168,6 +169,14 @@ impl ScalingPolicy {
         let ms = c.c_prefill_ms_per_token * prompt
             + generated * (c.c_decode_ms_per_seq + c.c_kv_ms_per_1k_tokens * ctx / 1000.0);
         Some((ms / 1000.0).max(0.0))
+    }
+
+    /// Replicas for `load` replicas' worth of engine time.
+    pub fn replicas_for(&self, load: f64) -> u32 {
+        let load = load.max(0.0);
+        let staffed = load + self.headroom * load.sqrt();
+        let capped = load / self.max_utilization;
+        (staffed.max(capped) - 1e-9).ceil().max(0.0) as u32
     }
 }
 
@@ -204,7 +213,7 @@ pub struct Observation {
     pub unserved: f64,
 }
 
-/// The policy's memory between evaluations (stored on the Deployment or in S3 by the Lambda).
+/// The policy's memory between evaluations (stored in S3 by the Lambda).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PolicyState {
     /// (time, replicas needed) of recent evaluations, oldest first.
@@ -213,8 +222,7 @@ pub struct PolicyState {
     pub last_scale_down_s: Option<f64>,
     /// Since when no request was seen.
     pub idle_since_s: Option<f64>,
-    /// (time, summed utilization) of recent evaluations with token rates, oldest first: the
-    /// trend that is extrapolated over the start-up delay.
+    /// (time, summed utilization) of the evaluations of the last `smoothing_s`, oldest first.
     #[serde(default)]
     pub utilization: VecDeque<(f64, f64)>,
 }
@@ -224,31 +232,11 @@ pub struct Decision {
     pub desired: u32,
     pub reason: String,
     /// The inputs, for the `ServingScaled` event: requests running + waiting, the summed
-    /// utilization (replicas' worth of engine time), mean KV-cache usage.
+    /// utilization (replicas' worth of engine time, smoothed), mean KV-cache usage.
     pub in_flight: f64,
     pub waiting: f64,
     pub utilization: Option<f64>,
     pub kv_usage: Option<f64>,
-}
-
-/// The least-squares line through `points` evaluated at `at` when it rises; 0 with fewer than 8
-/// points or a flat or falling trend.
-fn trend(points: &VecDeque<(f64, f64)>, at: f64) -> f64 {
-    if points.len() < 8 {
-        return 0.0;
-    }
-    let n = points.len() as f64;
-    let (mt, mu) = points
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (t, u)| (a + t / n, b + u / n));
-    let (cov, var) = points.iter().fold((0.0, 0.0), |(c, v), (t, u)| {
-        (c + (t - mt) * (u - mu), v + (t - mt) * (t - mt))
-    });
-    if var <= 0.0 || cov <= 0.0 {
-        return 0.0;
-    }
-    let slope = cov / var;
-    mu + slope * (at - mt)
 }
 
 pub fn decide(p: &ScalingPolicy, o: &Observation, state: &mut PolicyState) -> Decision {
@@ -267,22 +255,21 @@ pub fn decide(p: &ScalingPolicy, o: &Observation, state: &mut PolicyState) -> De
     let kv_usage = (!kv.is_empty()).then(|| kv.iter().sum::<f64>() / kv.len() as f64);
     // Replicas without a usable sample are assumed as loaded as the others: a guess either way,
     // and this one can only scale up.
-    let utilization = (!rated.is_empty())
+    let now_util = (!rated.is_empty())
         .then(|| rated.iter().sum::<f64>() * o.ready.len() as f64 / rated.len() as f64);
     let ready = o.ready.len() as u32;
-    let planned = utilization.map(|u| {
+    let utilization = now_util.map(|u| {
         state.utilization.push_back((o.now_s, u));
         while state
             .utilization
             .front()
-            .is_some_and(|(t, _)| o.now_s - t > p.start_up_s)
+            .is_some_and(|(t, _)| o.now_s - t > p.smoothing_s)
         {
             state.utilization.pop_front();
         }
-        // Half the start-up time ahead: a line fitted on noisy load overshoots further out.
-        u.max(trend(&state.utilization, o.now_s + p.start_up_s / 2.0))
+        state.utilization.iter().map(|(_, u)| u).sum::<f64>() / state.utilization.len() as f64
     });
-    let mut needed = (planned.unwrap_or(0.0) / p.target_utilization - 1e-9).ceil() as u32;
+    let mut needed = p.replicas_for(utilization.unwrap_or(0.0));
     let queued = !fresh.is_empty() && waiting / fresh.len() as f64 > p.max_waiting_per_replica;
     let kv_bound = kv_usage.is_some_and(|k| k >= p.kv_high) && waiting > 0.0;
     if queued || kv_bound {
@@ -317,7 +304,7 @@ pub fn decide(p: &ScalingPolicy, o: &Observation, state: &mut PolicyState) -> De
         kv_usage,
     };
     let load = match utilization {
-        Some(u) => format!("utilization {u:.2} replicas' worth"),
+        Some(u) => format!("load {u:.2} replicas' worth"),
         None => "no token rates yet".to_owned(),
     };
     // Wake up from zero.
@@ -345,8 +332,8 @@ pub fn decide(p: &ScalingPolicy, o: &Observation, state: &mut PolicyState) -> De
             format!("{waiting:.0} requests waiting on {ready} ready replicas")
         } else {
             format!(
-                "{load} needs {needed} at {} each ({ready} ready, {} starting)",
-                p.target_utilization, o.pending
+                "{load} needs {needed} (load + {} x sqrt(load)) ({ready} ready, {} starting)",
+                p.headroom, o.pending
             )
         };
         return decision(desired, why);
@@ -417,23 +404,15 @@ mod tests {
     const C_P: f64 = 0.09;
 
     fn policy() -> ScalingPolicy {
+        let cost = StepCost {
+            c_prefill_ms_per_token: C_P,
+            c_decode_ms_per_seq: 0.25,
+            c_kv_ms_per_1k_tokens: 0.04,
+            kv_cache_tokens: 470_000,
+        };
         ScalingPolicy {
-            min_replicas: 1,
-            max_replicas: 8,
-            cost: StepCost {
-                c_prefill_ms_per_token: C_P,
-                c_decode_ms_per_seq: 0.25,
-                c_kv_ms_per_1k_tokens: 0.04,
-                kv_cache_tokens: 470_000,
-            },
-            target_utilization: 0.5,
-            max_waiting_per_replica: 4.0,
-            kv_high: 0.85,
-            max_surge: 4,
             scale_down_window_s: 180.0,
-            idle_to_zero_s: None,
-            stale_after_s: 60.0,
-            start_up_s: 600.0,
+            ..ScalingPolicy::new(1, 8, cost, 180.0)
         }
     }
 
@@ -495,7 +474,7 @@ mod tests {
             ..policy()
         };
         let mut s = PolicyState::default();
-        // Two replicas computing all the time with requests queued: 2.0 / 0.5 = 4 needed.
+        // Two replicas computing all the time with requests queued: 2 + 1.2·√2 = 3.7, 4 needed.
         let busy = || vec![sample(1.0, 20.0), sample(1.0, 20.0)];
         let d = decide(&p, &obs(0.0, 2, busy(), 0), &mut s);
         assert_eq!(d.desired, 3, "{}", d.reason);
@@ -547,7 +526,10 @@ mod tests {
         let p = policy();
         let mut s = PolicyState::default();
         let mut current = 1;
-        for (i, load) in [0.4, 0.8, 1.2, 2.0, 3.0, 6.0].into_iter().enumerate() {
+        for (i, load) in [0.4, 0.8, 1.2, 2.0, 3.0, 6.0, 6.0, 6.0]
+            .into_iter()
+            .enumerate()
+        {
             let d = decide(
                 &p,
                 &obs(i as f64 * 15.0, current, loaded(load, current), 0),
@@ -560,29 +542,28 @@ mod tests {
     }
 
     #[test]
-    fn a_rising_trend_scales_up_before_the_current_load_needs_it() {
+    fn headroom_grows_with_the_square_root_of_the_load_and_utilization_is_capped() {
         let p = policy();
+        // R + 1.2·√R, rounded up: 1 → 2.2, 4 → 6.4, 16 → 20.8 replicas.
+        assert_eq!(p.replicas_for(0.0), 0);
+        assert_eq!(p.replicas_for(1.0), 3);
+        assert_eq!(p.replicas_for(4.0), 7);
+        assert_eq!(p.replicas_for(16.0), 21);
+        // 64 + 9.6 would run each replica at 87%: the 80% cap asks for 80.
+        assert_eq!(p.replicas_for(64.0), 80);
+        let bare = ScalingPolicy {
+            headroom: 0.0,
+            max_utilization: 1.0,
+            ..policy()
+        };
+        assert_eq!(bare.replicas_for(2.5), 3);
+        // The load is averaged over `smoothing_s`: one lumpy 15 s sample does not decide alone.
         let mut s = PolicyState::default();
-        let mut first_up = None;
-        // 0.6 → 1.5 replicas' worth over 10 minutes; 2 replicas cover it until 1.0.
-        for i in 0..40 {
-            let load = 0.6 + 0.9 * f64::from(i) / 40.0;
-            let d = decide(&p, &obs(f64::from(i) * 15.0, 2, loaded(load, 2), 0), &mut s);
-            if d.desired > 2 && first_up.is_none() {
-                first_up = Some((load, d.reason.clone()));
-            }
-        }
-        let (load, why) = first_up.expect("scaled up");
-        assert!(
-            load < 1.0,
-            "scaled up at {load}, before 2 replicas ran out: {why}"
-        );
-        // The same level without a trend does not.
-        let mut s = PolicyState::default();
-        for i in 0..40 {
-            let d = decide(&p, &obs(f64::from(i) * 15.0, 2, loaded(0.95, 2), 0), &mut s);
-            assert_eq!(d.desired, 2, "{}", d.reason);
-        }
+        decide(&p, &obs(0.0, 3, loaded(1.0, 3), 0), &mut s);
+        decide(&p, &obs(15.0, 3, loaded(1.0, 3), 0), &mut s);
+        let d = decide(&p, &obs(30.0, 3, loaded(4.0, 3), 0), &mut s);
+        assert_eq!(d.utilization, Some(2.0), "{}", d.reason);
+        assert_eq!(d.desired, 4, "2 + 1.2·√2 = 3.7: {}", d.reason);
     }
 
     #[test]
@@ -736,11 +717,15 @@ mod tests {
                 ..policy()
             },
             ScalingPolicy {
-                target_utilization: 0.0,
+                max_utilization: 0.0,
                 ..policy()
             },
             ScalingPolicy {
-                target_utilization: 1.5,
+                max_utilization: 1.5,
+                ..policy()
+            },
+            ScalingPolicy {
+                headroom: f64::NAN,
                 ..policy()
             },
             ScalingPolicy {
