@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-.PHONY: help venv demo up test test-rust test-infra lint schemas bench lambda-build cold-start
+.PHONY: help venv demo up test test-rust test-infra lint schemas bench bench-serving lambda-build cold-start
 
 help: ## List the recipes
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ schemas: ## Regenerate events/schemas from the Rust event types
 bench: venv ## Preparation benchmark: mlops prepare vs pandas vs cp on a ~1 GB CSV
 	$(CARGO) build --release --bin mlops
 	.venv/bin/python bench/prepare_bench.py --mlops $${CARGO_TARGET_DIR:-target}/release/mlops
+
+bench-serving: ## Serving target: scale-sim at 3 and 10 min start-up, ±30% step time (TRACES="more.csv ..." adds traces)
+	$(CARGO) build --release --bin mlops
+	bench/scale_sim.sh $${CARGO_TARGET_DIR:-target}/release/mlops $(TRACES)
 
 lambda-build: venv ## Package every function with cargo-lambda (x86_64; add ARGS=--arm64 where that target exists)
 	PATH="$$PWD/.venv/bin:$$PATH" $(CARGO) lambda build --release --output-format zip --lambda-dir $${LAMBDA_DIR:-target/lambda} $(foreach f,$(FUNCTIONS),-p $(f)) $(ARGS)

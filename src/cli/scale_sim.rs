@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::sim::policies::{HpaSeed, Mlops, Oracle};
 use crate::sim::{Controller, Options, Routing, RunResult, percentile, run, trace};
+use crate::stage::serving::policy::DEFAULT_HEADROOM;
 use crate::stage::serving::profile::{self, PROFILES_YAML, Profile};
 
 pub struct Args {
@@ -114,6 +115,54 @@ pub fn summary(rows: &[(String, RunResult)], p: &Profile) -> String {
     out
 }
 
+/// Every policy named on the same requests, from the count the oracle starts with (which it
+/// sets in `o`).
+pub fn compare(
+    reqs: &[trace::Request],
+    p: &Profile,
+    o: &mut Options,
+    policies: &[String],
+    headroom: f64,
+) -> anyhow::Result<Vec<(String, RunResult)>> {
+    let oracle = Oracle::plan(reqs, p, o, ORACLE_WINDOW_S, ORACLE_BUDGET);
+    o.initial_replicas = oracle.initial();
+    policies
+        .iter()
+        .map(|name| Ok((name.clone(), simulate(name, reqs, p, o, &oracle, headroom)?)))
+        .collect()
+}
+
+/// The demo's serving section: the first ten minutes of the committed trace under each
+/// policy, with the default profile and a 3-minute start-up delay.
+pub fn demo_replay() -> anyhow::Result<String> {
+    const TRACE: &str = include_str!("../../samples/traces/azure_conv_2023.csv");
+    const PROFILE: &str = "llama-3-70b-tp4-h100";
+    let p = load_profile(PROFILE, None)?;
+    let all = trace::parse(TRACE, 1.0).map_err(|e| anyhow::anyhow!(e))?;
+    let reqs: Vec<trace::Request> = all
+        .into_iter()
+        .take_while(|r| r.arrival_us < 600_000_000)
+        .collect();
+    let mut o = Options {
+        min_replicas: 1,
+        max_replicas: 8,
+        initial_replicas: 1,
+        start_delay_s: 180.0,
+        tick_s: 15.0,
+        routing: Routing::LeastWork,
+    };
+    let policies = ["mlops", "hpa-seed", "oracle"].map(String::from);
+    let rows = compare(&reqs, &p, &mut o, &policies, DEFAULT_HEADROOM)?;
+    Ok(format!(
+        "{} requests (the first 10 minutes of samples/traces/azure_conv_2023.csv), profile \
+         {PROFILE}, replicas 1..8, start-up delay 180 s, TTFT SLO {} s:\n{}{}",
+        reqs.len(),
+        p.ttft_slo_s,
+        table(&rows, &p),
+        summary(&rows, &p)
+    ))
+}
+
 pub fn run_cli(a: &Args) -> anyhow::Result<()> {
     if !(a.step_scale.is_finite() && a.step_scale > 0.0) {
         anyhow::bail!("--step-scale must be a positive number");
@@ -145,15 +194,7 @@ pub fn run_cli(a: &Args) -> anyhow::Result<()> {
     if !(o.start_delay_s.is_finite() && o.start_delay_s >= 0.0) {
         anyhow::bail!("--start-delay must be >= 0 seconds");
     }
-    let oracle = Oracle::plan(&reqs, &p, &o, ORACLE_WINDOW_S, ORACLE_BUDGET);
-    o.initial_replicas = oracle.initial();
-    let mut rows = Vec::new();
-    for name in &a.policies {
-        rows.push((
-            name.clone(),
-            simulate(name, &reqs, &p, &o, &oracle, a.headroom)?,
-        ));
-    }
+    let rows = compare(&reqs, &p, &mut o, &a.policies, a.headroom)?;
     let header = format!(
         "{} requests from {} at rate ×{}, profile {} ({} GPU/replica, ${}/replica-h), replicas {}..{} (starting from {}), start-up delay {:.0} s, TTFT SLO {} s, routing {}\n",
         reqs.len(),

@@ -896,6 +896,77 @@ mod tests {
     }
 
     #[test]
+    fn a_scaling_block_takes_its_defaults_from_the_profile_and_names_bad_values() {
+        let base = "datasets: {}\ngit: {manifests_repo: \"https://git.example/m.git\", branch: main}\n\
+                    models:\n  mistral:\n    serving:\n      engine: vllm\n      \
+                    manifests_path: deployments/vllm/mistral\n      argocd_app: vllm-mistral\n      \
+                    scaling:\n        namespace: serving\n        max_replicas: 8\n";
+        let with = |extra: &str| PipelineConfig::from_yaml(&format!("{base}{extra}"), "t.yaml");
+        let cfg = with("        profile: mistral-7b-a10g\n").expect("profile");
+        let scaling = cfg.models["mistral"]
+            .serving
+            .as_ref()
+            .and_then(|s| s.scaling.as_ref())
+            .expect("scaling");
+        let p = scaling.policy().expect("policy");
+        // The profile's start-up delay (300 s) is under the ten-minute floor of the window.
+        assert_eq!((p.min_replicas, p.max_replicas), (1, 8));
+        assert_eq!(p.scale_down_window_s, 600.0);
+        assert_eq!(p.cost.kv_cache_tokens, 45_000);
+        assert_eq!(p.headroom, crate::stage::serving::policy::DEFAULT_HEADROOM);
+        let cfg = with(
+            "        profile: mistral-7b-a10g\n        start_up: 15m\n        headroom: 0.5\n",
+        )
+        .expect("overrides");
+        let p = cfg.models["mistral"]
+            .serving
+            .as_ref()
+            .and_then(|s| s.scaling.as_ref());
+        let p = p.expect("scaling").policy().expect("policy");
+        assert_eq!((p.scale_down_window_s, p.headroom), (900.0, 0.5));
+        for (extra, names) in [
+            ("", "needs a profile"),
+            ("        profile: h200-dreams\n", "h200-dreams"),
+            (
+                "        profile: mistral-7b-a10g\n        headroom: -1\n",
+                "headroom",
+            ),
+            (
+                "        profile: mistral-7b-a10g\n        max_utilization: 1.5\n",
+                "max_utilization",
+            ),
+            (
+                "        profile: mistral-7b-a10g\n        min_replicas: 9\n",
+                "min_replicas",
+            ),
+            (
+                "        profile: mistral-7b-a10g\n        idle_to_zero: 10m\n",
+                "idle_to_zero",
+            ),
+            (
+                "        profile: mistral-7b-a10g\n        start_up: soon\n",
+                "start_up",
+            ),
+            (
+                "        profile: mistral-7b-a10g\n        prometheus: prom:9090\n",
+                "prometheus",
+            ),
+            (
+                "        profile: mistral-7b-a10g\n        target: 3\n",
+                "target",
+            ),
+        ] {
+            let err = with(extra).expect_err(extra);
+            assert!(err.to_string().contains(names), "{extra}: {err}");
+        }
+        let mlflow = base.replace("engine: vllm", "engine: mlflow");
+        let err =
+            PipelineConfig::from_yaml(&format!("{mlflow}        profile: mistral-7b-a10g\n"), "t")
+                .expect_err("mlflow engine");
+        assert!(err.to_string().contains("engine vllm"), "{err}");
+    }
+
+    #[test]
     fn deploy_sync_settings_report_every_missing_variable() {
         let err = DeploySyncFnSettings::from_env(|_| None).expect_err("missing");
         let msg = err.to_string();

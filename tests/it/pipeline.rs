@@ -370,6 +370,15 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
         "{stdout}"
     );
     assert!(stdout.contains("deployment skipped:"), "{stdout}");
+    // No cluster and no vLLM here: the scaler is reported skipped, and its policy replayed
+    // offline beside the seed's HPA and the oracle.
+    assert!(stdout.contains("serving skipped: vllm-scaler"), "{stdout}");
+    for row in ["mlops ", "hpa-seed ", "oracle ", "mlops vs hpa-seed:"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(row)),
+            "{row}: {stdout}"
+        );
+    }
     // Webhook and poller both report each version; the gate judges it once.
     let verdicts = stdout
         .lines()

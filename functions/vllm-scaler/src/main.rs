@@ -1,9 +1,11 @@
-//! The `vllm-scaler` Lambda: EventBridge Scheduler every minute (about four evaluations per
-//! served model inside the invocation) and `DeploymentHealthy` (one evaluation of that model).
+//! The `vllm-scaler` Lambda: the minute schedule (about four evaluations of every served model
+//! inside the invocation) and SQS batches of `DeploymentHealthy` (that model, once).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
+use mlops::lambda::sqs::handle_sqs_event;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -14,15 +16,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let function = &function;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            // The invocation's deadline, on the monotonic clock.
+            if event.payload.get("Records").is_some() {
+                let batch: SqsEvent = serde_json::from_value(event.payload)?;
+                return Ok(serde_json::to_value(
+                    handle_sqs_event(function, batch).await,
+                )?);
+            }
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+                .map_or(0, |d| d.as_millis() as u64);
             let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-            let (models, repeat) = function.targets(&event.payload);
-            let report = function.run(&models, repeat, Instant::now() + left).await;
-            Ok::<serde_json::Value, lambda_runtime::Error>(serde_json::to_value(&report)?)
+            let report = function.run(Instant::now() + left).await;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(&report)?)
         },
     ))
     .await

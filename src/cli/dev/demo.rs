@@ -120,6 +120,13 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
          revision, waits for Healthy and reverts the release commit otherwise (README, \
          \"Deployment stage\")",
         local.mlflow.endpoint
+    ))?;
+    say(format!(
+        "\nserving skipped: vllm-scaler reads vLLM's metrics from the pods of an EKS cluster and \
+         scales their Deployment; no cluster and no vLLM run here (the fraud model is served by \
+         MLflow, which it does not scale). The policy it runs, replayed offline by \
+         `mlops scale-sim` against the seed's HPA and the clairvoyant oracle:\n{}",
+        crate::cli::scale_sim::demo_replay()?
     ))
 }
 
