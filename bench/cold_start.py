@@ -129,6 +129,13 @@ FUNCTIONS = {
                                           "revision": "0" * 39 + "1", "applications": [], "delivery_id": "d"}}),
                     {"EVENT_BUS_NAME": "mlops", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "ARTIFACT_BUCKET": "a",
                      "CHECK_QUEUE_URL": "http://127.0.0.1:9/q", "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
+    # A DeploymentHealthy of a model the scaler does not serve: acknowledged without the cluster.
+    "vllm-scaler": (sqs_batch({"version": "0", "id": "e", "detail-type": "DeploymentHealthy",
+                               "source": "mlops.deploy-sync",
+                               "detail": {"schema_version": "1", "run_id": "run-1", "application": "a",
+                                          "revision": "0" * 39 + "1", "model": "not-served", "message": "ok"}}),
+                    {"EVENT_BUS_NAME": "mlops", "ARTIFACT_BUCKET": "a", "CLUSTER_NAME": "ml-prod",
+                     "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
     # A signed GitHub ping through a Function URL (secret from moto, filled in by main()).
     "git-webhook": (None, {"EVENT_BUS_NAME": "mlops", "ARTIFACT_BUCKET": "a",
                            "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),

@@ -223,6 +223,41 @@ mod tests {
         }
     }
 
+    /// vLLM V1's `/metrics` as it serves it: rendered by prometheus_client from the metric
+    /// declarations of vllm/v1/metrics/loggers.py (`tests/fixtures/vllm_metrics.py` says how),
+    /// two engines of one served model, another model's series, HELP/TYPE lines, `_created`
+    /// samples and histograms.
+    const V1: &str = include_str!("../../../tests/fixtures/vllm-metrics-v1.txt");
+
+    #[test]
+    fn vllms_own_text_sums_engines_and_keeps_to_the_served_model() {
+        let samples = parse(V1).expect("vLLM's text parses");
+        let m = vllm(&samples, Some("mistral-7b-support")).expect("ours");
+        assert_eq!((m.running, m.waiting), (21.0, 4.0));
+        assert!((m.kv_usage.expect("kv") - 0.55).abs() < 1e-12, "{m:?}");
+        assert_eq!(m.prompt_tokens_total, Some(890_000.0));
+        assert_eq!(m.generation_tokens_total, Some(177_000.0));
+        // TTFT buckets summed over engines: 8 of the 10 first tokens within 1 s.
+        assert_eq!(m.ttft_count, Some(10.0));
+        let le = |bound: f64| m.ttft_buckets.iter().find(|b| b.0 == bound).map(|b| b.1);
+        assert_eq!(le(1.0), Some(8.0));
+        assert_eq!(le(f64::INFINITY), Some(10.0));
+        assert_eq!(m.ttft_buckets.len(), 23, "22 bounds and +Inf");
+        // Without a model name every series of the pod counts, the LoRA name's too.
+        assert_eq!(vllm(&samples, None).expect("all").running, 61.0);
+        // A vLLM before the rename exposes only vllm:gpu_cache_usage_perc.
+        let old: String = V1
+            .lines()
+            .filter(|l| !l.contains("kv_cache_usage_perc"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let m = vllm(&parse(&old).expect("parses"), Some("mistral-7b-support")).expect("ours");
+        assert!(
+            (m.kv_usage.expect("old name") - 0.55).abs() < 1e-12,
+            "{m:?}"
+        );
+    }
+
     #[test]
     fn another_models_series_and_missing_gauges_are_not_ours() {
         let s = parse(
