@@ -3,7 +3,7 @@
 //! when an HPA or KEDA ScaledObject owns the Deployment, that controller's floor — so two
 //! controllers never fight. `ServingScaled` on a change only.
 //!
-//! The policy's state (recommendations, trend, last changes, each pod's previous counters)
+//! The policy's state (recommendations, recent load, last changes, each pod's previous counters)
 //! lives in one S3 object per model, written with `If-Match`/`If-None-Match`: two evaluations
 //! that overlap (the schedule and a `DeploymentHealthy`, a redelivery) cannot both act — the
 //! second one's write fails and it stops. The scale patch carries the Deployment's
