@@ -688,10 +688,28 @@ pub trait ServingCluster: Send + Sync {
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
 }
 
+/// What one vLLM pod reports (summed over its engines), from `/metrics` or Prometheus.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VllmMetrics {
+    /// `vllm:num_requests_running`.
+    pub running: f64,
+    /// `vllm:num_requests_waiting`.
+    pub waiting: f64,
+    /// `vllm:kv_cache_usage_perc`, or the older `vllm:gpu_cache_usage_perc` (0..1).
+    pub kv_usage: Option<f64>,
+    /// `vllm:prompt_tokens_total`.
+    pub prompt_tokens_total: Option<f64>,
+    /// `vllm:generation_tokens_total`.
+    pub generation_tokens_total: Option<f64>,
+    /// `vllm:time_to_first_token_seconds`: cumulative (upper bound, count) buckets, and count.
+    pub ttft_buckets: Vec<(f64, f64)>,
+    pub ttft_count: Option<f64>,
+}
+
 /// One pod's vLLM metrics, read by whichever source is configured.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PodReading {
-    pub metrics: crate::stage::serving::metrics::VllmMetrics,
+    pub metrics: VllmMetrics,
     /// Token rates (prompt, generated) per second when the source computes them (Prometheus'
     /// `rate()`); otherwise the scaler derives them from the counters between evaluations.
     pub rates: Option<(f64, f64)>,

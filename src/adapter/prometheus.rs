@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::port::{PodReading, ServingMetrics};
-use crate::stage::serving::metrics::VllmMetrics;
+use crate::port::{PodReading, ServingMetrics, VllmMetrics};
 
 #[derive(Clone)]
 pub struct PrometheusMetrics {

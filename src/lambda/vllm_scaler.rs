@@ -3,6 +3,7 @@
 //! through its SQS queue (that model evaluated once at once: a new release may need its replicas
 //! back), with partial batch failures like every queue-fed function.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -22,6 +23,8 @@ use crate::stage::serving::scaler::{Outcome, ScalerError, ServedModel, VllmScale
 pub struct VllmScalerFn<B, S> {
     pub settings: ScalerSettings,
     pub models: Vec<ServedModel>,
+    /// One client per configured Prometheus URL, built at cold start.
+    pub prometheus: BTreeMap<String, PrometheusMetrics>,
     pub clusters: EksClusters,
     pub bus: B,
     pub store: S,
@@ -43,12 +46,6 @@ pub enum ScalerFnError {
         #[source]
         source: ClusterError,
     },
-    #[error("model {model}: Prometheus client: {source}")]
-    Prometheus {
-        model: String,
-        #[source]
-        source: reqwest::Error,
-    },
     #[error(transparent)]
     Scaler(#[from] ScalerError),
 }
@@ -57,7 +54,6 @@ impl Classify for ScalerFnError {
     fn class(&self) -> ErrorClass {
         match self {
             ScalerFnError::Cluster { source, .. } => source.class(),
-            ScalerFnError::Prometheus { .. } => ErrorClass::Permanent,
             ScalerFnError::Scaler(e) => e.class(),
         }
     }
@@ -68,9 +64,16 @@ impl VllmScalerFn<EventBridgeBus, S3Store> {
         let settings = ScalerSettings::from_env(|k| std::env::var(k).ok())?;
         let pipeline = PipelineConfig::load(&settings.pipeline_config)?;
         let models = served_models(&pipeline)?;
+        let mut prometheus = BTreeMap::new();
+        for url in models.iter().filter_map(|m| m.prometheus.as_deref()) {
+            if !prometheus.contains_key(url) {
+                prometheus.insert(url.to_owned(), PrometheusMetrics::new(url)?);
+            }
+        }
         let sdk = aws::load().await;
         Ok(VllmScalerFn {
             models,
+            prometheus,
             clusters: EksClusters::new(&sdk),
             bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &settings.event_bus),
             store: S3Store::new(aws::s3_client(&sdk)),
@@ -126,17 +129,12 @@ impl VllmScalerFn<EventBridgeBus, S3Store> {
         cluster: &KubeCluster,
         m: &ServedModel,
     ) -> Result<Option<String>, ScalerFnError> {
-        let outcome = match m.prometheus.as_deref() {
-            Some(url) => {
-                let metrics =
-                    PrometheusMetrics::new(url).map_err(|source| ScalerFnError::Prometheus {
-                        model: m.model.clone(),
-                        source,
-                    })?;
-                self.stage(cluster, &metrics)
-                    .evaluate(m, Utc::now())
-                    .await?
-            }
+        let prometheus = m
+            .prometheus
+            .as_deref()
+            .and_then(|url| self.prometheus.get(url));
+        let outcome = match prometheus {
+            Some(metrics) => self.stage(cluster, metrics).evaluate(m, Utc::now()).await?,
             None => {
                 let metrics = PodProxyMetrics { cluster };
                 self.stage(cluster, &metrics)

@@ -17,23 +17,7 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// What one pod reports (summed over its engines).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct VllmMetrics {
-    /// `vllm:num_requests_running`.
-    pub running: f64,
-    /// `vllm:num_requests_waiting`.
-    pub waiting: f64,
-    /// `vllm:kv_cache_usage_perc`, or the older `vllm:gpu_cache_usage_perc` (0..1).
-    pub kv_usage: Option<f64>,
-    /// `vllm:prompt_tokens_total`.
-    pub prompt_tokens_total: Option<f64>,
-    /// `vllm:generation_tokens_total`.
-    pub generation_tokens_total: Option<f64>,
-    /// `vllm:time_to_first_token_seconds`: cumulative (upper bound, count) buckets, and count.
-    pub ttft_buckets: Vec<(f64, f64)>,
-    pub ttft_count: Option<f64>,
-}
+pub use crate::port::VllmMetrics;
 
 /// Parses the text format; an error names the line.
 pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
