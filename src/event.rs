@@ -77,6 +77,10 @@ macro_rules! details {
 }
 
 details! {
+    ModelCodePushed => "git-webhook",
+    ImageBuildSubmitted => "build-image",
+    ImageBuilt => "training-watch",
+    ImageBuildFailed => "training-watch",
     DatasetReady => "data-arrival",
     DatasetRejected => "data-arrival",
     TrainingJobSubmitted => "launch-training",
@@ -102,6 +106,10 @@ details! {
 /// (EventBridge times have one-second resolution).
 pub fn pipeline_order(detail_type: &str) -> usize {
     const ORDER: &[&str] = &[
+        "ModelCodePushed",
+        "ImageBuildSubmitted",
+        "ImageBuilt",
+        "ImageBuildFailed",
         "DatasetReady",
         "DatasetRejected",
         "TrainingJobSubmitted",
@@ -216,6 +224,75 @@ pub struct TrainingJobSubmitted {
     pub dataset: String,
     pub dataset_version: String,
     pub workload: WorkloadRef,
+    /// The image it trains with, when a code push built it (`<repository>@<digest>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The trainer's source commit, when a code push started the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+}
+
+/// A push changed a model's trainer code (its source repository, under the build context).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelCodePushed {
+    pub schema_version: String,
+    pub run_id: String,
+    pub model: String,
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub ref_: String,
+    /// The pushed tip: what is built.
+    pub commit: String,
+    /// Paths of the push under the build context (empty when the forge left them out).
+    pub changed: Vec<String>,
+    pub delivery_id: String,
+}
+
+/// An image build was submitted for a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageBuildSubmitted {
+    pub schema_version: String,
+    pub run_id: String,
+    pub model: String,
+    pub commit: String,
+    /// What the build pushes: `<repository>:<commit>`.
+    pub image: String,
+    pub workload: WorkloadRef,
+}
+
+/// The trainer image of a commit exists: built now, or found in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageBuilt {
+    pub schema_version: String,
+    pub run_id: String,
+    pub model: String,
+    pub commit: String,
+    /// `<repository>:<commit>`.
+    pub image: String,
+    /// `sha256:…`: training pulls `<repository>@<digest>`.
+    pub digest: String,
+    /// The build workload; absent when the registry already had the tag and nothing was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+}
+
+/// An image build failed or could not be submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageBuildFailed {
+    pub schema_version: String,
+    pub run_id: String,
+    pub model: String,
+    pub commit: String,
+    pub image: String,
+    pub workload: WorkloadRef,
+    pub condition: ConditionSummary,
+    /// The build container's termination message (with `FallbackToLogsOnError`, the end of its
+    /// log when it wrote none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message: Option<String>,
+    /// The last lines of the build's log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }
 
 /// A Kubernetes condition as reported by the workload's status.

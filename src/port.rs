@@ -9,6 +9,8 @@ use std::path::Path;
 use crate::error::{BusError, GitError, StoreError};
 use crate::event::BusEvent;
 
+pub mod workload;
+
 /// Identifies one version of an object, as an S3 event names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectVersion {
@@ -157,12 +159,48 @@ impl crate::error::Classify for ClusterError {
     }
 }
 
-/// Training workloads on a cluster (EKS through kube, or the local executor).
+/// How a workload's pod ended: what the watcher reports for an image build.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodReport {
+    pub pod: String,
+    /// The container's termination message (`/dev/termination-log`, or with
+    /// `FallbackToLogsOnError` the end of its log when it failed without writing one).
+    pub termination_message: Option<String>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    /// The last lines of the container's log.
+    pub log_tail: Vec<String>,
+}
+
+/// A Secret's value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(pub String);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+/// A Kubernetes Secret the pipeline keeps for its workloads (credentials a pod reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretSpec {
+    pub cluster: String,
+    pub namespace: String,
+    pub name: String,
+    /// `kubernetes.io/dockerconfigjson` or `Opaque`.
+    pub type_: String,
+    pub labels: BTreeMap<String, String>,
+    pub data: BTreeMap<String, SecretValue>,
+}
+
+/// Workloads on a cluster (EKS through kube, or the local executor): training workloads and
+/// image builds.
 pub trait Cluster: Send + Sync {
     /// Server-side applies the workload (field manager `mlops`).
     fn apply(
         &self,
-        w: &crate::stage::training::Workload,
+        w: &workload::Workload,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
     fn get(
@@ -196,6 +234,16 @@ pub trait Cluster: Send + Sync {
         &self,
         w: &WorkloadState,
     ) -> impl Future<Output = Result<Vec<PendingPod>, ClusterError>> + Send;
+
+    /// Server-side applies a Secret (field manager `mlops`).
+    fn apply_secret(&self, s: &SecretSpec)
+    -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// How the workload's last pod ended (`None` while none has terminated).
+    fn pod_report(
+        &self,
+        w: &WorkloadState,
+    ) -> impl Future<Output = Result<Option<PodReport>, ClusterError>> + Send;
 }
 
 /// An MLflow run found by its `mlops.run_id` tag.
@@ -255,7 +303,7 @@ pub trait Registry: Send + Sync {
 impl<T: Cluster> Cluster for std::sync::Arc<T> {
     fn apply(
         &self,
-        w: &crate::stage::training::Workload,
+        w: &workload::Workload,
     ) -> impl Future<Output = Result<(), ClusterError>> + Send {
         (**self).apply(w)
     }
@@ -289,6 +337,18 @@ impl<T: Cluster> Cluster for std::sync::Arc<T> {
         w: &WorkloadState,
     ) -> impl Future<Output = Result<Vec<PendingPod>, ClusterError>> + Send {
         (**self).pending_pods(w)
+    }
+    fn apply_secret(
+        &self,
+        s: &SecretSpec,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        (**self).apply_secret(s)
+    }
+    fn pod_report(
+        &self,
+        w: &WorkloadState,
+    ) -> impl Future<Output = Result<Option<PodReport>, ClusterError>> + Send {
+        (**self).pod_report(w)
     }
 }
 
@@ -726,4 +786,51 @@ pub trait ServingMetrics: Send + Sync {
         model_name: Option<&str>,
         port: u16,
     ) -> impl Future<Output = BTreeMap<String, Result<PodReading, String>>> + Send;
+}
+
+/// Short-lived credentials that let a build pod push to a registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushCredentials {
+    /// `<account>.dkr.ecr.<region>.amazonaws.com`, as `config.json` keys it.
+    pub registry: String,
+    /// base64 of `user:password`, as `config.json`'s `auth` holds it.
+    pub auth: SecretValue,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageRegistryError {
+    /// The request cannot succeed as is (no such repository, access denied).
+    #[error("{op}: {message}")]
+    Refused { op: &'static str, message: String },
+    #[error("{op} failed")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: crate::error::BoxError,
+    },
+}
+
+impl crate::error::Classify for ImageRegistryError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            ImageRegistryError::Refused { .. } => crate::error::ErrorClass::Permanent,
+            ImageRegistryError::Unavailable { .. } => crate::error::ErrorClass::Transient,
+        }
+    }
+}
+
+/// The container registry trainer images are pushed to (Amazon ECR).
+pub trait ImageRegistry: Send + Sync {
+    /// The digest of `<repository>:<tag>` when that tag exists.
+    fn image_digest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<String>, ImageRegistryError>> + Send;
+    /// Credentials for the registry that holds `repository`.
+    fn push_credentials(
+        &self,
+        repository: &str,
+    ) -> impl Future<Output = Result<PushCredentials, ImageRegistryError>> + Send;
 }

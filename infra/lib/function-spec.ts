@@ -26,7 +26,7 @@ export const SECRETS = {
   gitToken: {
     name: 'git-token',
     env: 'GIT_TOKEN_SECRET_ARN',
-    description: 'Git token allowed to push release commits to the manifests repository',
+    description: "Git token allowed to push release commits to the manifests repository and to clone the models' source repositories (image builds)",
   },
 } as const;
 
@@ -43,17 +43,27 @@ export const EVENT_BUS_NAME_ENV = 'EVENT_BUS_NAME';
 export const PIPELINE_CONFIG_ENV = 'PIPELINE_CONFIG';
 
 /** Deploy-time parameters a row may read (its `parameters`). */
-export type EnvParameter = 'mlflowUrl' | 'trainingNamespace' | 'stallAfterSeconds';
+export type EnvParameter = 'mlflowUrl' | 'trainingNamespace' | 'buildNamespace' | 'stallAfterSeconds';
+
+/** A block of a model in the pipeline config whose `namespace` (and `cluster`) place a workload. */
+export type ModelPlacement = 'training' | 'source';
 
 /**
  * The fixed set of deploy-time parameters a function may be given, and the variable each becomes.
  * A row lists the ones it reads; names and values are the stack's, so no row spells them itself.
  * A later stage that needs another parameter adds it here (and to the README's function table).
  */
-export const PARAMETER_ENV: Readonly<Record<EnvParameter, { readonly env: string; readonly kubernetesNamespace?: boolean }>> = {
+export const PARAMETER_ENV: Readonly<
+  Record<EnvParameter, { readonly env: string; readonly kubernetesNamespace?: boolean; readonly overriddenBy?: ModelPlacement }>
+> = {
   mlflowUrl: { env: 'MLFLOW_TRACKING_URI' },
-  /** A namespace: the row's Kubernetes groups must be bound there in k8s/rbac.yaml (checked at synth). */
-  trainingNamespace: { env: 'TRAINING_NAMESPACE', kubernetesNamespace: true },
+  /**
+   * A namespace: the row's Kubernetes groups must be bound there in k8s/rbac.yaml (checked at
+   * synth), and in each model's `training.namespace` of the bundled pipeline config, which overrides it.
+   */
+  trainingNamespace: { env: 'TRAINING_NAMESPACE', kubernetesNamespace: true, overriddenBy: 'training' },
+  /** The namespace of image builds; a model's `source.namespace` overrides it (checked the same way). */
+  buildNamespace: { env: 'BUILD_NAMESPACE', kubernetesNamespace: true, overriddenBy: 'source' },
   stallAfterSeconds: { env: 'STALL_AFTER_SECONDS' },
 };
 
@@ -72,7 +82,34 @@ export type Access =
   /** s3:ListBucket on the bucket, only for keys under the prefixes (s3:prefix condition). */
   | { readonly kind: 's3List'; readonly bucket: BucketId; readonly prefixes: readonly string[] }
   /** events:PutEvents on the custom bus. */
-  | { readonly kind: 'putEvents' };
+  | { readonly kind: 'putEvents' }
+  /**
+   * Push to (and pull from) the ECR repositories of the models' `source.image` in the bundled
+   * pipeline config, and nothing else: ecr:GetAuthorizationToken (an action without resource-level
+   * permissions, so on `*`) and the image actions of ECR_PUSH_ACTIONS on exactly those repositories.
+   * The function mints a registry token that the build pod pushes with, so the token has exactly these
+   * rights. No statement at all when no model has a `source` block.
+   */
+  | { readonly kind: 'ecrPush' };
+
+/**
+ * What `ecrPush` allows on the source repositories: DescribeImages (is `<image>:<commit>` there
+ * already?), the pull actions (the registry cache `<image>:buildcache`, base layers of the previous
+ * build) and the push actions (layers, then the manifest).
+ */
+export const ECR_PUSH_ACTIONS = [
+  'ecr:DescribeImages',
+  'ecr:BatchGetImage',
+  'ecr:GetDownloadUrlForLayer',
+  'ecr:BatchCheckLayerAvailability',
+  'ecr:InitiateLayerUpload',
+  'ecr:UploadLayerPart',
+  'ecr:CompleteLayerUpload',
+  'ecr:PutImage',
+] as const;
+
+/** The tag of the BuildKit registry cache in each source repository, rewritten by every build. */
+export const BUILD_CACHE_TAG = 'buildcache';
 
 export interface QueueTrigger {
   /** Messages per invocation (SQS allows 1..10 without a batching window). @default 10 */

@@ -45,29 +45,67 @@ export const FUNCTIONS: readonly FunctionSpec[] = [
     ],
   },
   {
+    name: 'build-image',
+    description:
+      "Builds a model's trainer image at a pushed commit: a rootless BuildKit Job on EKS pushing <image>:<commit> to ECR; emits ImageBuildSubmitted, or ImageBuilt at once when ECR has that tag already",
+    crate: 'functions/build-image',
+    memoryMb: 256,
+    timeoutSeconds: 60,
+    // A few API calls per push (ECR, Secrets Manager, two Secrets and a Job applied); pushes are rare.
+    queue: { batchSize: 5 },
+    // Each model's source block (repository, context, Dockerfile, image, namespace).
+    bundlePipelineConfig: true,
+    kubernetes: { groups: ['mlops-build'] },
+    parameters: ['buildNamespace'],
+    // Cloned by the build pod: the token goes into the Kubernetes Secret mlops-git-auth (a BuildKit build secret).
+    secrets: ['gitToken'],
+    access: () => [
+      // The registry token (12 h) the build pushes with, in the Secret mlops-registry-auth: its
+      // rights are exactly these, on the models' source repositories only.
+      { kind: 'ecrPush' },
+      { kind: 'putEvents' },
+    ],
+  },
+  {
     name: 'launch-training',
-    description: "Applies a DatasetReady version's training workload (Job, PyTorchJob or TrainJob) on EKS; emits TrainingJobSubmitted",
+    description:
+      "Applies a model's training workload (Job, PyTorchJob or TrainJob) on EKS for a DatasetReady version, or for a new ImageBuilt on its dataset's latest ready version; emits TrainingJobSubmitted",
     crate: 'functions/launch-training',
     memoryMb: 512,
     timeoutSeconds: 60,
+    // Two routes feed the queue: dataset-ready and image-built.
     queue: { batchSize: 5 },
     // Per-model training settings; a model's training.cluster / training.namespace override the defaults.
     bundlePipelineConfig: true,
     kubernetes: { groups: ['mlops-training'] },
     parameters: ['mlflowUrl', 'trainingNamespace'],
-    // No S3 access: the trainer reads the dataset with its own (IRSA / Pod Identity) role.
-    access: () => [{ kind: 'putEvents' }],
+    environment: (ctx) => ({
+      ARTIFACT_BUCKET: ctx.artifactBucketName,
+      STATE_PREFIX,
+    }),
+    access: () => [
+      // ImageBuilt: the dataset's latest ready version, data-arrival's pointer
+      // (state/data-arrival/latest/<dataset>.json); read only. The trainer reads the data itself
+      // with its own (IRSA / Pod Identity) role.
+      { kind: 's3Objects', bucket: 'artifact', actions: ['s3:GetObject'], prefixes: [`${STATE_PREFIX}data-arrival/latest/`] },
+      // A dataset with no ready version yet has no pointer: absent must read as 404, not 403.
+      { kind: 's3List', bucket: 'artifact', prefixes: [`${STATE_PREFIX}data-arrival/latest/`] },
+      { kind: 'putEvents' },
+    ],
   },
   {
     name: 'training-watch',
-    description: 'Lists the training workloads it launched; emits TrainingJobSucceeded/Failed, or TrainingJobStalled for pods Pending too long',
+    description:
+      'Lists the training workloads and image builds it launched; emits TrainingJobSucceeded/Failed, TrainingJobStalled for pods Pending too long, ImageBuilt/ImageBuildFailed',
     crate: 'functions/training-watch',
     memoryMb: 512,
     timeoutSeconds: 120,
     schedule: { expression: 'rate(1 minute)' },
     bundlePipelineConfig: true,
-    kubernetes: { groups: ['mlops-training'] },
-    parameters: ['mlflowUrl', 'trainingNamespace', 'stallAfterSeconds'],
+    // mlops-training in the training namespace; mlops-build-watch in the build namespace (the image
+    // build Jobs, their pods and the pods' logs).
+    kubernetes: { groups: ['mlops-training', 'mlops-build-watch'] },
+    parameters: ['mlflowUrl', 'trainingNamespace', 'buildNamespace', 'stallAfterSeconds'],
     access: () => [{ kind: 'putEvents' }],
   },
   {

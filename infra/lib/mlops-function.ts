@@ -115,6 +115,8 @@ export class MlopsFunction extends Construct {
   public readonly url?: lambda.FunctionUrl;
   public readonly schedule?: scheduler.Schedule;
   public readonly accessEntry?: eks.CfnAccessEntry;
+  /** The row's access entries, as its `access` callback gave them for this stack. */
+  public readonly access: readonly Access[];
 
   constructor(scope: Construct, id: string, props: MlopsFunctionProps) {
     super(scope, id);
@@ -139,6 +141,7 @@ export class MlopsFunction extends Construct {
 
     const secretIds = secretsOf(spec);
     const accesses = spec.access?.(props.context) ?? [];
+    this.access = accesses;
     const environment = functionEnvironment(spec, props.context, accesses, secretIds.map((s) => [s, props.secrets[s].secretArn]));
 
     this.fn = createFunction(
@@ -253,9 +256,10 @@ export class MlopsFunction extends Construct {
 
   private wireAccess(props: MlopsFunctionProps, accesses: readonly Access[]): void {
     for (const a of accesses) {
-      const { statement, wildcardReason } = renderAccess(a, props.resources, props.spec.name);
-      this.role.addToPrincipalPolicy(statement);
-      if (wildcardReason) acknowledgeWildcardResources(this.role, statement.resources, wildcardReason);
+      for (const { statement, wildcardReason } of renderAccess(a, props.resources, props.spec.name)) {
+        this.role.addToPrincipalPolicy(statement);
+        if (wildcardReason) acknowledgeWildcardResources(this.role, statement.resources, wildcardReason);
+      }
     }
   }
 

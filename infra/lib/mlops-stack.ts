@@ -1,8 +1,10 @@
 /**
- * The control plane's stack: storage, the custom bus with its archive, secrets, one MlopsFunction
- * per row of the function table, and one rule per route of events/routes.json.
+ * The control plane's stack: storage, the custom bus with its archive, secrets, the ECR repository
+ * of each model's source image, one MlopsFunction per row of the function table, and one rule per
+ * route of events/routes.json.
  */
-import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Token } from 'aws-cdk-lib';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,12 +12,12 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { FunctionContext, FunctionSpec, SECRETS, SecretId } from './function-spec';
+import { BUILD_CACHE_TAG, FunctionContext, FunctionSpec, SECRETS, SecretId } from './function-spec';
 import { FUNCTIONS } from './functions';
 import { MlopsFunction, pascal, secretsOf } from './mlops-function';
 import { acknowledge } from './nag';
 import { Parameters, pipelineConfigPath, resolveParameters } from './parameters';
-import { loadPipelineConfig } from './pipeline-config';
+import { EcrRepositoryRef, loadPipelineConfig, PipelineConfigSummary } from './pipeline-config';
 import { boundGroups, loadRbacObjects, RBAC_FILE } from './rbac';
 import { loadRoutes, Route, ROUTES_FILE, substitutePlaceholders } from './routes';
 import { validateFunctionTable, validateKubernetesScope } from './validate';
@@ -40,6 +42,8 @@ export class MlopsStack extends Stack {
   public readonly accessLogsBucket: s3.Bucket;
   public readonly bus: events.EventBus;
   public readonly secrets: Readonly<Record<SecretId, secretsmanager.Secret>>;
+  /** Repository URI (a model's `source.image`) → the ECR repository, created here or imported. */
+  public readonly sourceRepositories: ReadonlyMap<string, ecr.IRepository>;
   public readonly functions: ReadonlyMap<string, MlopsFunction>;
   public readonly rules: ReadonlyMap<string, events.Rule>;
 
@@ -52,7 +56,7 @@ export class MlopsStack extends Stack {
     const rbacGroups = boundGroups(loadRbacObjects(props.rbacFile ?? RBAC_FILE));
     validateFunctionTable(table, routes, rbacGroups);
     const pipeline = loadPipelineConfig(pipelineConfigPath(params));
-    validateKubernetesScope(table, params, pipeline.trainingOverrides, rbacGroups);
+    validateKubernetesScope(table, params, pipeline, rbacGroups);
 
     // Storage.
     this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
@@ -89,6 +93,7 @@ export class MlopsStack extends Stack {
     const defaultBus = events.EventBus.fromEventBusName(this, 'DefaultBus', 'default');
 
     this.secrets = this.createSecrets(params);
+    this.sourceRepositories = this.createSourceRepositories(pipeline, params);
     const alarmTopic = params.alarmTopicArn ? sns.Topic.fromTopicArn(this, 'AlarmTopic', params.alarmTopicArn) : undefined;
 
     const context: FunctionContext = {
@@ -104,7 +109,11 @@ export class MlopsStack extends Stack {
         spec,
         params,
         context,
-        resources: { buckets: { data: this.dataBucket, artifact: this.artifactBucket }, bus: this.bus },
+        resources: {
+          buckets: { data: this.dataBucket, artifact: this.artifactBucket },
+          bus: this.bus,
+          sourceRepositories: [...this.sourceRepositories.values()],
+        },
         secrets: this.secrets,
         code: { skipBundling: props.skipBundling ?? false, pipelineConfigFile: pipeline.path },
         alarmTopic,
@@ -154,6 +163,47 @@ export class MlopsStack extends Stack {
           'the operator stores the new value with put-secret-value. No rotation Lambda can mint it.',
       );
       out[id] = secret;
+    }
+    return out;
+  }
+
+  /**
+   * The ECR repository of each model's `source.image` (one per repository, however many models
+   * share it). Created here when it is in this stack's account and region (an account or region
+   * unknown at synth is taken to be it) and the parameter sourceRepositories is `create`; otherwise
+   * imported by its ARN: it exists already, or belongs to another account or region.
+   */
+  private createSourceRepositories(pipeline: PipelineConfigSummary, params: Parameters): Map<string, ecr.IRepository> {
+    const out = new Map<string, ecr.IRepository>();
+    const here = (x: string, image: string) => Token.isUnresolved(x) || x === image;
+    const local = (r: EcrRepositoryRef) => here(this.account, r.account) && here(this.region, r.region);
+    for (const ref of pipeline.sourceImages.values()) {
+      if (out.has(ref.uri)) continue;
+      const id = `SourceRepository${pascal(ref.name)}`;
+      if (params.sourceRepositories === 'import' || !local(ref)) {
+        out.set(ref.uri, ecr.Repository.fromRepositoryArn(this, id, ref.arn));
+        continue;
+      }
+      const models = [...pipeline.sourceImages].filter(([, r]) => r.uri === ref.uri).map(([m]) => m);
+      const repo = new ecr.Repository(this, id, {
+        repositoryName: ref.name,
+        imageScanOnPush: true,
+        // A commit's tag is pushed once (build-image builds nothing for a commit ECR has), so tags
+        // are immutable; all but the BuildKit registry cache, which every build rewrites.
+        imageTagMutability: ecr.TagMutability.IMMUTABLE_WITH_EXCLUSION,
+        imageTagMutabilityExclusionFilters: [ecr.ImageTagMutabilityExclusionFilter.wildcard(BUILD_CACHE_TAG)],
+        lifecycleRules: [
+          {
+            description: `Untagged images (caches replaced by a newer ${BUILD_CACHE_TAG}, interrupted pushes) expire after 14 days`,
+            tagStatus: ecr.TagStatus.UNTAGGED,
+            maxImageAge: Duration.days(14),
+          },
+        ],
+        // The images trained models were built from: never deleted with the stack.
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      new CfnOutput(this, `${id}Uri`, { value: repo.repositoryUri, description: `Trainer image repository of ${models.join(', ')}` });
+      out.set(ref.uri, repo);
     }
     return out;
   }

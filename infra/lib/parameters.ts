@@ -20,6 +20,8 @@ export interface Parameters {
   readonly stallAfterSeconds: number;
   /** Namespace where serving Deployments (MLflow model server, vLLM) run. */
   readonly servingNamespace: string;
+  /** Namespace where image builds (rootless BuildKit Jobs) run. */
+  readonly buildNamespace: string;
   /** MLflow tracking/registry base URL, reachable from Lambda. */
   readonly mlflowUrl: string;
   /** The Git "manifests" repository Argo CD deploys from. */
@@ -30,6 +32,11 @@ export interface Parameters {
   readonly argocdUrl: string;
   /** Pipeline config bundled into the functions that read it; relative to the repo root or absolute. */
   readonly pipelineConfig: string;
+  /**
+   * `create`: the stack creates the ECR repository of each model's `source.image` that is in its own
+   * account and region (others are imported); `import`: they all exist already, none is created.
+   */
+  readonly sourceRepositories: SourceRepositories;
   /** Lambda CPU architecture: `arm64` or `x86_64`. */
   readonly architecture: Architecture;
   /** Name of the custom EventBridge bus. */
@@ -48,16 +55,20 @@ export interface Parameters {
   readonly alarmTopicArn: string;
 }
 
+export type SourceRepositories = 'create' | 'import';
+
 export const DEFAULT_PARAMETERS: Parameters = {
   clusterName: 'ml-prod',
   trainingNamespace: 'training',
   stallAfterSeconds: 1800,
   servingNamespace: 'serving',
+  buildNamespace: 'builds',
   mlflowUrl: 'https://mlflow.example.com',
   manifestsRepo: 'https://github.com/example/ml-manifests.git',
   manifestsBranch: 'main',
   argocdUrl: 'https://argocd.example.com',
   pipelineConfig: 'samples/pipeline.yaml',
+  sourceRepositories: 'create',
   architecture: Architecture.ARM_64,
   busName: 'mlops',
   secretPrefix: 'mlops/',
@@ -83,6 +94,11 @@ export function parseArchitecture(value: string): Architecture {
     default:
       throw new Error(`parameter 'architecture' must be arm64 or x86_64, got '${value}'`);
   }
+}
+
+function parseSourceRepositories(value: unknown): SourceRepositories {
+  if (value === 'create' || value === 'import') return value;
+  throw new Error(`parameter 'sourceRepositories' must be create or import, got '${String(value)}'`);
 }
 
 function parseCount(key: string, value: unknown, min: number, max: number): number {
@@ -117,11 +133,13 @@ export function resolveParameters(node: Node | undefined, overrides: Partial<Par
     // At least the watch's period (it looks once a minute), at most a week.
     stallAfterSeconds: parseCount('stallAfterSeconds', raw('stallAfterSeconds'), 60, 604800),
     servingNamespace: parseString('servingNamespace', raw('servingNamespace')),
+    buildNamespace: parseString('buildNamespace', raw('buildNamespace')),
     mlflowUrl: parseString('mlflowUrl', raw('mlflowUrl')),
     manifestsRepo: parseString('manifestsRepo', raw('manifestsRepo')),
     manifestsBranch: parseString('manifestsBranch', raw('manifestsBranch')),
     argocdUrl: parseString('argocdUrl', raw('argocdUrl')),
     pipelineConfig: parseString('pipelineConfig', raw('pipelineConfig')),
+    sourceRepositories: parseSourceRepositories(raw('sourceRepositories')),
     architecture: architecture instanceof Architecture ? architecture : parseArchitecture(String(architecture)),
     busName: parseString('busName', raw('busName')),
     secretPrefix: parseString('secretPrefix', raw('secretPrefix')),
@@ -137,7 +155,7 @@ export function resolveParameters(node: Node | undefined, overrides: Partial<Par
       `parameter 'logRetentionDays' must be one of CloudWatch's retention periods (${retentions.join(', ')}), got ${params.logRetentionDays}`,
     );
   }
-  for (const key of ['clusterName', 'trainingNamespace', 'servingNamespace', 'busName', 'pipelineConfig'] as const) {
+  for (const key of ['clusterName', 'trainingNamespace', 'servingNamespace', 'buildNamespace', 'busName', 'pipelineConfig'] as const) {
     if (params[key].trim() === '') throw new Error(`parameter '${key}' must not be empty`);
   }
   return params;

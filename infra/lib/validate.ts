@@ -3,9 +3,9 @@
  * made, so a bad row or route fails `cdk synth` with a message naming it (instead of deploying a
  * function nothing invokes, or a rule with no target).
  */
-import { FunctionSpec, PARAMETER_ENV, SECRETS } from './function-spec';
+import { FunctionSpec, ModelPlacement, PARAMETER_ENV, SECRETS } from './function-spec';
 import { Parameters } from './parameters';
-import { TrainingOverride } from './pipeline-config';
+import { PipelineConfigSummary } from './pipeline-config';
 import { Route } from './routes';
 
 const NAME = /^[a-z][a-z0-9-]{0,47}$/;
@@ -111,15 +111,17 @@ export function validateFunctionTable(
 
 /**
  * The Kubernetes side must match where the functions are pointed: a namespace a Kubernetes-facing
- * row reads (a `kubernetesNamespace` parameter, or a model's `training.namespace` in the pipeline
- * config it bundles) must have one of its groups bound there in k8s/rbac.yaml, and a model's
- * `training.cluster` must be the stack's cluster (the only one the roles may describe and have
- * access entries on). Otherwise the functions would deploy and then get 403s at run time.
+ * row reads (a `kubernetesNamespace` parameter, or what overrides it per model in the pipeline
+ * config it bundles: `training.namespace` for trainingNamespace, `source.namespace` for
+ * buildNamespace) must have one of its groups bound there in k8s/rbac.yaml, and a model's
+ * `training.cluster` / `source.cluster` must be the stack's cluster (the only one the roles may
+ * describe and have access entries on). Otherwise the functions would deploy and then get 403s at
+ * run time.
  */
 export function validateKubernetesScope(
   functions: readonly FunctionSpec[],
   params: Parameters,
-  trainingOverrides: ReadonlyMap<string, TrainingOverride>,
+  pipeline: Pick<PipelineConfigSummary, 'placements'>,
   rbacGroups: ReadonlyMap<string, ReadonlySet<string>>,
 ): void {
   for (const f of functions) {
@@ -127,10 +129,13 @@ export function validateKubernetesScope(
     const groups = f.kubernetes.groups;
     const namespaces: [string, string][] = [];
     for (const p of f.parameters ?? []) {
-      if (!PARAMETER_ENV[p].kubernetesNamespace) continue;
+      const { kubernetesNamespace, overriddenBy } = PARAMETER_ENV[p];
+      if (!kubernetesNamespace) continue;
       namespaces.push([String(params[p]), `parameter ${p}`]);
-      if (p === 'trainingNamespace' && f.bundlePipelineConfig) {
-        for (const [model, o] of trainingOverrides) if (o.namespace) namespaces.push([o.namespace, `model '${model}' training.namespace`]);
+      if (overriddenBy && f.bundlePipelineConfig) {
+        for (const [model, o] of pipeline.placements[overriddenBy]) {
+          if (o.namespace) namespaces.push([o.namespace, `model '${model}' ${overriddenBy}.namespace`]);
+        }
       }
     }
     for (const [ns, from] of namespaces) {
@@ -144,12 +149,14 @@ export function validateKubernetesScope(
   }
   const readers = functions.filter((f) => f.kubernetes && f.bundlePipelineConfig).map((f) => f.name);
   if (readers.length === 0) return;
-  for (const [model, o] of trainingOverrides) {
-    if (o.cluster !== undefined && o.cluster !== params.clusterName) {
-      throw new Error(
-        `pipeline config: model '${model}' training.cluster '${o.cluster}' is not the stack's cluster '${params.clusterName}' ` +
-          `(parameter clusterName); ${readers.join(', ')} may only reach that one (eks:DescribeCluster and the EKS access entries)`,
-      );
+  for (const block of Object.keys(pipeline.placements) as ModelPlacement[]) {
+    for (const [model, o] of pipeline.placements[block]) {
+      if (o.cluster !== undefined && o.cluster !== params.clusterName) {
+        throw new Error(
+          `pipeline config: model '${model}' ${block}.cluster '${o.cluster}' is not the stack's cluster '${params.clusterName}' ` +
+            `(parameter clusterName); ${readers.join(', ')} may only reach that one (eks:DescribeCluster and the EKS access entries)`,
+        );
+      }
     }
   }
 }

@@ -156,7 +156,53 @@ describe('parameters and the pipeline config are checked', () => {
     );
   });
 
+  test('a build namespace the RBAC file does not bind the build groups in', () => {
+    // build-image is the first row reading it; training-watch (mlops-build-watch) is checked the same way.
+    expect(() => buildStack({}, { buildNamespace: 'ci' })).toThrow(
+      "function 'build-image': namespace 'ci' (parameter buildNamespace) has no RoleBinding for its Kubernetes group(s) mlops-build",
+    );
+  });
+
+  test('a sourceRepositories value other than create or import', () => {
+    expect(() => buildStack({}, { sourceRepositories: 'adopt' })).toThrow("parameter 'sourceRepositories' must be create or import, got 'adopt'");
+  });
+
   const DATASETS = 'datasets:\n  tx:\n    prefix: incoming/tx/\n    format: csv\n    model: fraud\n';
+  const IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer';
+  const source = (fields: string) => `${DATASETS}models:\n  fraud:\n    source:\n      repo: https://git.example/t.git\n${fields}`;
+
+  test("a model's source.namespace the RBAC file does not bind the build groups in", () => {
+    const file = tmpFile('p.yaml', source(`      image: ${IMAGE}\n      namespace: gpu-builds\n`));
+    expect(() => buildStack({ parameters: { pipelineConfig: file } })).toThrow(
+      "function 'build-image': namespace 'gpu-builds' (model 'fraud' source.namespace) has no RoleBinding for its Kubernetes group(s) mlops-build",
+    );
+  });
+
+  test("a model's source.cluster other than the stack's cluster", () => {
+    const file = tmpFile('p.yaml', source(`      image: ${IMAGE}\n      cluster: ml-ci\n`));
+    expect(() => buildStack({ parameters: { pipelineConfig: file } })).toThrow(
+      "pipeline config: model 'fraud' source.cluster 'ml-ci' is not the stack's cluster 'ml-prod' (parameter clusterName)",
+    );
+  });
+
+  test.each([
+    ['a tag', `${IMAGE}:1.4.0`],
+    ['a digest', `${IMAGE}@sha256:${'a'.repeat(64)}`],
+    ['another registry', 'ghcr.io/example/fraud-trainer'],
+    ['a wildcard', '123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-*'],
+    ['no repository', '123456789012.dkr.ecr.us-east-1.amazonaws.com/'],
+    ['an uppercase name', '123456789012.dkr.ecr.us-east-1.amazonaws.com/Fraud'],
+  ])("a model's source.image with %s", (_what, image) => {
+    const file = tmpFile('p.yaml', source(`      image: "${image}"\n`));
+    expect(() => buildStack({ parameters: { pipelineConfig: file } })).toThrow(
+      `pipeline config '${file}': model 'fraud' source.image ${JSON.stringify(image)} must be an ECR repository URI`,
+    );
+  });
+
+  test("a model's source block without an image", () => {
+    const file = tmpFile('p.yaml', source('      branch: main\n'));
+    expect(() => buildStack({ parameters: { pipelineConfig: file } })).toThrow("model 'fraud' source.image undefined must be an ECR repository URI");
+  });
 
   test("a model's training.namespace the RBAC file does not bind the training group in", () => {
     const file = tmpFile('p.yaml', `${DATASETS}models:\n  fraud:\n    training:\n      namespace: gpu-jobs\n`);

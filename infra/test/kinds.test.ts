@@ -79,7 +79,7 @@ const READERS: Record<SecretId, string[]> = {
   mlflowWebhookSecret: ['mlflow-webhook', 'fake-mlflow-webhook'],
   gitWebhookSecret: ['git-webhook', 'fake-git-webhook'],
   argocdToken: ['deploy-sync', 'fake-scaler'],
-  gitToken: ['promote-model', 'deploy-sync', 'fake-scaler'],
+  gitToken: ['build-image', 'promote-model', 'deploy-sync', 'fake-scaler'],
 };
 
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:mlops-alerts';
@@ -89,11 +89,12 @@ let template: Template;
 beforeAll(() => {
   const out = path.resolve(__dirname, '..', 'cdk.out.test');
   fs.mkdirSync(out, { recursive: true });
-  // The sample config with its models' training.cluster moved to this test's cluster (a model may
-  // only name the stack's cluster).
+  // The sample config with its models' training.cluster / source.cluster moved to this test's
+  // cluster (a model may only name the stack's cluster).
   const config = parse(fs.readFileSync(path.join(REPO_ROOT, 'samples', 'pipeline.yaml'), 'utf8'));
-  for (const model of Object.values((config.models ?? {}) as Record<string, { training?: { cluster?: string } }>)) {
-    if (model.training?.cluster) model.training.cluster = 'test-cluster';
+  type Placed = { cluster?: string } | undefined;
+  for (const model of Object.values((config.models ?? {}) as Record<string, { training?: Placed; source?: Placed }>)) {
+    for (const block of [model.training, model.source]) if (block?.cluster) block.cluster = 'test-cluster';
   }
   const pipelineConfig = path.join(out, 'pipeline.yaml');
   fs.writeFileSync(pipelineConfig, stringify(config));
@@ -258,6 +259,7 @@ test('the stack sets the well-known variables from parameters and kinds; the row
     EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
     MLFLOW_TRACKING_URI: 'https://mlflow.test.internal',
     TRAINING_NAMESPACE: 'training',
+    BUILD_NAMESPACE: 'builds',
     STALL_AFTER_SECONDS: '600',
   });
   // No bus access, no bus name; no Kubernetes, no cluster name.
@@ -268,22 +270,23 @@ test('the stack sets the well-known variables from parameters and kinds; the row
 describe('kubernetes', () => {
   test('access entries map exactly the Kubernetes rows to their groups', () => {
     const entries = Object.values(template.findResources('AWS::EKS::AccessEntry')).map((e) => e.Properties);
-    const entry = (name: string, group: string) => ({
+    const entry = (name: string, ...groups: string[]) => ({
       ClusterName: 'test-cluster',
       PrincipalArn: getAtt(logicalId(fnOf(name).role)),
       Type: 'STANDARD',
-      KubernetesGroups: [group],
+      KubernetesGroups: groups,
     });
     expect(entries).toEqual(
       expect.arrayContaining([
+        entry('build-image', 'mlops-build'),
         entry('launch-training', 'mlops-training'),
-        entry('training-watch', 'mlops-training'),
+        entry('training-watch', 'mlops-training', 'mlops-build-watch'),
         entry('vllm-scaler', 'mlops-serving'),
         entry('fake-watch', 'mlops-training'),
         entry('fake-scaler', 'mlops-serving'),
       ]),
     );
-    expect(entries).toHaveLength(5);
+    expect(entries).toHaveLength(6);
   });
 
   test('eks:DescribeCluster on the one cluster ARN, only for Kubernetes rows', () => {
@@ -309,12 +312,16 @@ test('alarms notify the configured topic', () => {
   for (const a of alarms) expect(a.Properties.AlarmActions).toEqual([TOPIC]);
 });
 
-test('no policy statement allows a "*" resource or a wildcard action', () => {
+test('no policy statement allows a "*" resource or a wildcard action, but the ECR registry token', () => {
+  const stars: string[][] = [];
   for (const { resource, statement } of allStatements(template)) {
     if (statement.Effect !== 'Allow') continue;
-    expect([resource, asArray(statement.Resource)]).toEqual([resource, expect.not.arrayContaining(['*'])]);
+    // ecr:GetAuthorizationToken has no resource-level permissions: its statement alone may name "*".
+    if (asArray(statement.Resource).includes('*')) stars.push([resource, ...actionsOf(statement)]);
+    else expect([resource, asArray(statement.Resource)]).toEqual([resource, expect.not.arrayContaining(['*'])]);
     for (const a of actionsOf(statement)) expect([resource, a]).toEqual([resource, expect.not.stringContaining('*')]);
   }
+  expect(stars).toEqual([[expect.stringMatching(/^BuildImageRoleDefaultPolicy/), 'ecr:GetAuthorizationToken']]);
 });
 
 test('cdk-nag AwsSolutionsChecks finds nothing unacknowledged', () => {

@@ -49,3 +49,10 @@ test('stallAfterSeconds: a context string becomes a number', () => {
   expect(resolveParameters(newApp({ stallAfterSeconds: '900' }).node).stallAfterSeconds).toBe(900);
   expect(DEFAULT_PARAMETERS.stallAfterSeconds).toBe(1800);
 });
+
+test('buildNamespace and sourceRepositories: defaults, and context values', () => {
+  expect([DEFAULT_PARAMETERS.buildNamespace, DEFAULT_PARAMETERS.sourceRepositories]).toEqual(['builds', 'create']);
+  const p = resolveParameters(newApp({ buildNamespace: 'ci-builds', sourceRepositories: 'import' }).node);
+  expect([p.buildNamespace, p.sourceRepositories]).toEqual(['ci-builds', 'import']);
+  expect(() => resolveParameters(newApp({ buildNamespace: '' }).node)).toThrow("parameter 'buildNamespace' must not be empty");
+});

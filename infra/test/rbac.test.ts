@@ -6,24 +6,35 @@ const objects = loadRbacObjects();
 interface Rule {
   apiGroups: string[];
   resources: string[];
+  resourceNames?: string[];
   verbs: string[];
 }
 
-test('only Roles and RoleBindings, in the training and serving namespaces', () => {
+/** The Secrets build-image writes for the BuildKit pod: the ECR token (config.json) and the Git token. */
+const BUILD_SECRETS = ['mlops-registry-auth', 'mlops-git-auth'];
+
+test('only Roles and RoleBindings, in the training, serving and build namespaces', () => {
   expect(objects.length).toBeGreaterThan(0);
   for (const o of objects) {
     expect(o.apiVersion).toBe('rbac.authorization.k8s.io/v1');
     expect(['Role', 'RoleBinding']).toContain(o.kind);
-    expect([DEFAULT_PARAMETERS.trainingNamespace, DEFAULT_PARAMETERS.servingNamespace]).toContain(o.metadata.namespace);
+    expect([DEFAULT_PARAMETERS.trainingNamespace, DEFAULT_PARAMETERS.servingNamespace, DEFAULT_PARAMETERS.buildNamespace]).toContain(
+      o.metadata.namespace,
+    );
   }
 });
 
-test('no wildcard, no secrets, no privilege-escalating verbs', () => {
+test('no wildcard, no privilege-escalating verbs; Secrets only for mlops-build, only the two it writes, by name', () => {
   for (const role of objects.filter((o) => o.kind === 'Role')) {
     for (const rule of role.rules as Rule[]) {
-      for (const v of [...rule.apiGroups, ...rule.resources, ...rule.verbs]) expect(v).not.toContain('*');
-      expect(rule.resources).not.toEqual(expect.arrayContaining(['secrets']));
+      for (const v of [...rule.apiGroups, ...rule.resources, ...rule.verbs, ...(rule.resourceNames ?? [])]) expect(v).not.toContain('*');
       for (const verb of ['escalate', 'bind', 'impersonate', 'deletecollection']) expect(rule.verbs).not.toContain(verb);
+      if (!rule.resources.includes('secrets')) continue;
+      expect([role.metadata.namespace, role.metadata.name]).toEqual([DEFAULT_PARAMETERS.buildNamespace, 'mlops-build']);
+      // Named Secrets only (never list/watch, which would read every Secret of the namespace).
+      expect(rule.resources).toEqual(['secrets']);
+      expect(rule.resourceNames).toEqual(BUILD_SECRETS);
+      expect(rule.verbs.filter((v) => ['list', 'watch', 'update', 'delete'].includes(v))).toEqual([]);
     }
   }
 });
@@ -43,9 +54,11 @@ test('each RoleBinding binds a Role of its own namespace to groups only', () => 
 
 test('the groups the access entries may use', () => {
   const groups = boundGroups(objects);
-  expect([...groups.keys()].sort()).toEqual(['mlops-serving', 'mlops-training']);
+  expect([...groups.keys()].sort()).toEqual(['mlops-build', 'mlops-build-watch', 'mlops-serving', 'mlops-training']);
   expect([...groups.get('mlops-training')!]).toEqual([DEFAULT_PARAMETERS.trainingNamespace]);
   expect([...groups.get('mlops-serving')!]).toEqual([DEFAULT_PARAMETERS.servingNamespace]);
+  expect([...groups.get('mlops-build')!]).toEqual([DEFAULT_PARAMETERS.buildNamespace]);
+  expect([...groups.get('mlops-build-watch')!]).toEqual([DEFAULT_PARAMETERS.buildNamespace]);
 });
 
 test('mlops-training may do exactly what launch-training and training-watch do, in the training namespace', () => {
@@ -96,6 +109,49 @@ test('mlops-serving is bound only in the serving namespace, to the mlops-serving
   expect(bindings[0].metadata.namespace).toBe(DEFAULT_PARAMETERS.servingNamespace);
   expect(bindings[0].roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mlops-serving' });
   expect(bindings[0].subjects).toEqual([{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: 'mlops-serving' }]);
+});
+
+test('mlops-build may do exactly what build-image does, in the build namespace', () => {
+  const roles = objects.filter((o) => o.kind === 'Role' && o.metadata.name === 'mlops-build');
+  expect(roles.map((r) => r.metadata.namespace)).toEqual([DEFAULT_PARAMETERS.buildNamespace]);
+  expect(roles[0].rules).toEqual([
+    // Server-side apply of the build Job: patch (apply), create when absent, get; as mlops-training
+    // does for training Jobs, but no list (training-watch lists the builds).
+    { apiGroups: ['batch'], resources: ['jobs'], verbs: ['get', 'create', 'patch'] },
+    // Server-side apply of the two Secrets the BuildKit pod mounts. create too is limited by name:
+    // apply authorizes its create with the object's name (a plain POST create, which RBAC cannot
+    // limit by name, is refused).
+    { apiGroups: [''], resources: ['secrets'], resourceNames: BUILD_SECRETS, verbs: ['get', 'create', 'patch'] },
+  ]);
+});
+
+test('mlops-build-watch may do exactly what training-watch does with the image builds, in the build namespace', () => {
+  const roles = objects.filter((o) => o.kind === 'Role' && o.metadata.name === 'mlops-build-watch');
+  expect(roles.map((r) => r.metadata.namespace)).toEqual([DEFAULT_PARAMETERS.buildNamespace]);
+  const rules = roles[0].rules as Rule[];
+  expect(rules).toEqual([
+    // List the builds by label, get one, annotate one it reported.
+    { apiGroups: ['batch'], resources: ['jobs'], verbs: ['get', 'list', 'patch'] },
+    // A build's pod, and the tail of its log for ImageBuildFailed.
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
+    { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
+  ]);
+  // The watcher never creates anything and never sees the tokens.
+  for (const r of rules) {
+    expect([r.resources, r.verbs.filter((v) => ['create', 'update', 'delete', 'watch'].includes(v))]).toEqual([r.resources, []]);
+    expect(r.resources).not.toContain('secrets');
+  }
+});
+
+test.each([
+  ['mlops-build', 'mlops-build'],
+  ['mlops-build-watch', 'mlops-build-watch'],
+])('%s is bound only in the build namespace, to the %s group only', (name, group) => {
+  const bindings = objects.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === name);
+  expect(bindings).toHaveLength(1);
+  expect(bindings[0].metadata.namespace).toBe(DEFAULT_PARAMETERS.buildNamespace);
+  expect(bindings[0].roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name });
+  expect(bindings[0].subjects).toEqual([{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: group }]);
 });
 
 test('nothing cluster-wide: no ClusterRole or ClusterRoleBinding, every object namespaced, no cluster-scoped resource', () => {

@@ -7,12 +7,23 @@ test('routes.json is read as the one list of rules', () => {
   expect(routes.map((r) => [r.name, r.bus, r.target])).toEqual([
     ['s3-object-created', 'default', 'data-arrival'],
     ['dataset-ready', 'mlops', 'launch-training'],
+    ['model-code-pushed', 'mlops', 'build-image'],
+    ['image-built', 'mlops', 'launch-training'],
     ['model-version-created', 'mlops', 'validate-model'],
     ['model-validated', 'mlops', 'promote-model'],
     ['git-pushed', 'mlops', 'deploy-sync'],
     ['deployment-healthy', 'mlops', 'vllm-scaler'],
     ['ledger-all', 'mlops', 'ledger'],
   ]);
+});
+
+test('the code-push path: a push builds the image, a built image retrains', () => {
+  const byName = new Map(loadRoutes().map((r) => [r.name, r]));
+  expect(byName.get('model-code-pushed')!.pattern).toEqual({ source: ['mlops.git-webhook'], 'detail-type': ['ModelCodePushed'] });
+  // training-watch when a build Job finished; build-image itself when ECR had the commit's image already.
+  expect(byName.get('image-built')!.pattern).toEqual({ source: ['mlops.training-watch', 'mlops.build-image'], 'detail-type': ['ImageBuilt'] });
+  // launch-training is fed by two routes (one queue): a new dataset version, and a new image.
+  expect(loadRoutes().filter((r) => r.target === 'launch-training').map((r) => r.name)).toEqual(['dataset-ready', 'image-built']);
 });
 
 test('a whole-string placeholder becomes the value itself (a token stays a token)', () => {

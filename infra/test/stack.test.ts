@@ -55,7 +55,7 @@ describe('functions', () => {
     const assembly = (stack.node.root as App).synth();
     const fns = template.findResources('AWS::Lambda::Function');
     const bundling = FUNCTIONS.filter((spec) => spec.bundlePipelineConfig).map((spec) => spec.name);
-    expect(bundling).toEqual(['data-arrival', 'launch-training', 'training-watch', 'vllm-scaler', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller']);
+    expect(bundling).toEqual(['data-arrival', 'build-image', 'launch-training', 'training-watch', 'vllm-scaler', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller']);
     for (const spec of FUNCTIONS) {
       const f = fns[logicalId(fnOf(spec.name).fn)].Properties;
       const assetDir = path.join(assembly.directory, `asset.${String(f.Code.S3Key).replace(/\.zip$/, '')}`);
@@ -79,7 +79,47 @@ describe('functions', () => {
     });
   });
 
-  test('launch-training: sizing, environment, fed by dataset-ready on the mlops bus in batches of 5', () => {
+  test('build-image: sizing, environment, fed by model-code-pushed on the mlops bus in batches of 5', () => {
+    const bi = fnOf('build-image');
+    const f = template.findResources('AWS::Lambda::Function')[logicalId(bi.fn)].Properties;
+    expect([f.MemorySize, f.Timeout, f.EphemeralStorage]).toEqual([256, 60, undefined]);
+    expect(f.Description.length).toBeLessThanOrEqual(256);
+    expect(f.Environment.Variables).toEqual({
+      RUST_LOG: 'info',
+      PIPELINE_CONFIG: '/var/task/pipeline.yaml',
+      CLUSTER_NAME: 'ml-prod',
+      EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
+      BUILD_NAMESPACE: 'builds',
+      // The Git token the build clones with (written into the Kubernetes Secret mlops-git-auth).
+      GIT_TOKEN_SECRET_ARN: { Ref: logicalId(stack.secrets.gitToken) },
+    });
+    const queueId = logicalId(bi.queue!);
+    const dlqId = logicalId(bi.deadLetterQueue!);
+    expect(template.findResources('AWS::SQS::Queue')[queueId].Properties).toMatchObject({
+      VisibilityTimeout: 360,
+      RedrivePolicy: { deadLetterTargetArn: getAtt(dlqId), maxReceiveCount: 5 },
+    });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(bi.fn) },
+      EventSourceArn: getAtt(queueId),
+      BatchSize: 5,
+      MaximumBatchingWindowInSeconds: Match.absent(),
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    // The one rule delivering to it: ModelCodePushed from git-webhook on the mlops bus.
+    const rules = Object.entries(template.findResources('AWS::Events::Rule')).filter(([, r]) =>
+      JSON.stringify(r.Properties.Targets).includes(`"${queueId}"`),
+    );
+    expect(rules.map(([id]) => id)).toEqual([logicalId(stack.rules.get('model-code-pushed')!)]);
+    const rule = rules[0][1].Properties;
+    expect(rule.EventBusName).toEqual({ Ref: logicalId(stack.bus) });
+    expect(rule.EventPattern).toEqual({ source: ['mlops.git-webhook'], 'detail-type': ['ModelCodePushed'] });
+    expect(rule.Targets).toEqual([{ Id: 'Target0', Arn: getAtt(queueId), DeadLetterConfig: { Arn: getAtt(dlqId) } }]);
+    expect(bi.schedule).toBeUndefined();
+    expect(bi.url).toBeUndefined();
+  });
+
+  test('launch-training: sizing, environment, fed by dataset-ready and image-built on the mlops bus in batches of 5', () => {
     const lt = fnOf('launch-training');
     const f = template.findResources('AWS::Lambda::Function')[logicalId(lt.fn)].Properties;
     expect([f.MemorySize, f.Timeout, f.EphemeralStorage]).toEqual([512, 60, undefined]);
@@ -90,6 +130,9 @@ describe('functions', () => {
       EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
       MLFLOW_TRACKING_URI: 'https://mlflow.example.com',
       TRAINING_NAMESPACE: 'training',
+      // data-arrival's latest-version pointers: <ARTIFACT_BUCKET>/<STATE_PREFIX>data-arrival/latest/<dataset>.json.
+      ARTIFACT_BUCKET: { Ref: logicalId(stack.artifactBucket) },
+      STATE_PREFIX: 'state/',
     });
     const queueId = logicalId(lt.queue!);
     const dlqId = logicalId(lt.deadLetterQueue!);
@@ -103,10 +146,36 @@ describe('functions', () => {
       BatchSize: 5,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
-    const rule = template.findResources('AWS::Events::Rule')[logicalId(stack.rules.get('dataset-ready')!)].Properties;
-    expect(rule.EventBusName).toEqual({ Ref: logicalId(stack.bus) });
-    expect(rule.EventPattern).toEqual({ source: ['mlops.data-arrival'], 'detail-type': ['DatasetReady'] });
-    expect(rule.Targets).toEqual([{ Id: 'Target0', Arn: getAtt(queueId), DeadLetterConfig: { Arn: getAtt(dlqId) } }]);
+    // Two rules deliver to its one queue (one event source mapping): a new dataset version, and a
+    // new trainer image (from training-watch when a build finished, or build-image when ECR had it).
+    const rules = Object.entries(template.findResources('AWS::Events::Rule')).filter(([, r]) =>
+      JSON.stringify(r.Properties.Targets).includes(`"${queueId}"`),
+    );
+    expect(rules.map(([id]) => id).sort()).toEqual(
+      [logicalId(stack.rules.get('dataset-ready')!), logicalId(stack.rules.get('image-built')!)].sort(),
+    );
+    const patternOf = (route: string) => {
+      const rule = template.findResources('AWS::Events::Rule')[logicalId(stack.rules.get(route)!)].Properties;
+      expect(rule.EventBusName).toEqual({ Ref: logicalId(stack.bus) });
+      expect(rule.Targets).toEqual([{ Id: 'Target0', Arn: getAtt(queueId), DeadLetterConfig: { Arn: getAtt(dlqId) } }]);
+      return rule.EventPattern;
+    };
+    expect(patternOf('dataset-ready')).toEqual({ source: ['mlops.data-arrival'], 'detail-type': ['DatasetReady'] });
+    expect(patternOf('image-built')).toEqual({ source: ['mlops.training-watch', 'mlops.build-image'], 'detail-type': ['ImageBuilt'] });
+    // EventBridge may send to the queue from each of the two rules, and from no other.
+    const policies = Object.values(template.findResources('AWS::SQS::QueuePolicy')).filter(
+      (p) => JSON.stringify(p.Properties.Queues) === JSON.stringify([{ Ref: queueId }]),
+    );
+    expect(policies).toHaveLength(1);
+    const sources = (policies[0].Properties.PolicyDocument.Statement as Json[])
+      .filter((st) => JSON.stringify(st.Principal) === JSON.stringify({ Service: 'events.amazonaws.com' }))
+      .map((st) => JSON.stringify((st.Condition as Json).ArnEquals));
+    expect(sources.sort()).toEqual(
+      ['dataset-ready', 'image-built'].map((r) => JSON.stringify({ 'aws:SourceArn': getAtt(logicalId(stack.rules.get(r)!)) })).sort(),
+    );
+    expect(Object.values(template.findResources('AWS::Lambda::EventSourceMapping')).filter(
+      (e) => JSON.stringify(e.Properties.FunctionName) === JSON.stringify({ Ref: logicalId(lt.fn) }),
+    )).toHaveLength(1);
     expect(lt.schedule).toBeUndefined();
   });
 
@@ -121,6 +190,8 @@ describe('functions', () => {
       EVENT_BUS_NAME: { Ref: logicalId(stack.bus) },
       MLFLOW_TRACKING_URI: 'https://mlflow.example.com',
       TRAINING_NAMESPACE: 'training',
+      // It watches the image-build Jobs there too (ImageBuilt / ImageBuildFailed).
+      BUILD_NAMESPACE: 'builds',
       STALL_AFTER_SECONDS: '1800',
     });
     expect(tw.queue).toBeUndefined();
@@ -267,8 +338,9 @@ describe('least privilege', () => {
 
   const clusterArn = 'arn:aws:eks:us-east-1:123456789012:cluster/ml-prod';
 
-  test('launch-training may do exactly what it needs: its queue, PutEvents on the bus, DescribeCluster on the cluster', () => {
+  test('launch-training may do exactly what it needs: its queue, the latest-version pointers, PutEvents on the bus, DescribeCluster on the cluster', () => {
     const f = fnOf('launch-training');
+    const artifact = logicalId(stack.artifactBucket);
     expect(roleStatements(template, logicalId(f.role))).toEqual([
       { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: getAtt(logicalId(f.logGroup)) },
       {
@@ -276,9 +348,84 @@ describe('least privilege', () => {
         Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
         Resource: getAtt(logicalId(f.queue!)),
       },
+      // Read-only, data-arrival's latest ready version per dataset: nothing else of the artifact
+      // bucket (the trainer reads the data with its own role), no write.
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: objectsUnder(artifact, 'state/data-arrival/latest/') },
+      {
+        // A dataset with no ready version has no pointer yet: that must read as 404, not 403.
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: getAtt(artifact),
+        Condition: { StringLike: { 's3:prefix': ['state/data-arrival/latest/*'] } },
+      },
       { Effect: 'Allow', Action: 'events:PutEvents', Resource: getAtt(logicalId(stack.bus)) },
       { Effect: 'Allow', Action: 'eks:DescribeCluster', Resource: clusterArn },
     ]);
+  });
+
+  test("data-arrival's write access covers the latest-version pointers launch-training reads", () => {
+    const artifactPrefixes = (name: string, action: string) =>
+      fnOf(name)
+        .access.filter((a) => a.kind === 's3Objects' && a.bucket === 'artifact' && a.actions.includes(action as never))
+        .flatMap((a) => (a.kind === 's3Objects' ? a.prefixes : []));
+    const reads = artifactPrefixes('launch-training', 's3:GetObject');
+    const writes = artifactPrefixes('data-arrival', 's3:PutObject');
+    expect(reads).toEqual(['state/data-arrival/latest/']);
+    for (const r of reads) expect([r, writes.filter((w) => r.startsWith(w))]).toEqual([r, ['state/data-arrival/']]);
+    // The same in the template: data-arrival's write statement names the enclosing prefix.
+    const put = roleStatements(template, logicalId(fnOf('data-arrival').role)).find((s) => actionsOf(s).includes('s3:PutObject'))!;
+    expect(asArray(put.Resource)).toContainEqual(objectsUnder(logicalId(stack.artifactBucket), 'state/data-arrival/'));
+  });
+
+  test('build-image may do exactly what it needs: its queue, the registry token, push to the source repositories, PutEvents on the bus, the Git token, DescribeCluster on the cluster', () => {
+    const f = fnOf('build-image');
+    const repository = stack.sourceRepositories.get('123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer')!;
+    expect(roleStatements(template, logicalId(f.role))).toEqual([
+      { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: getAtt(logicalId(f.logGroup)) },
+      {
+        Effect: 'Allow',
+        Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+        Resource: getAtt(logicalId(f.queue!)),
+      },
+      // The registry token the build pod pushes with: the action has no resource-level
+      // permissions, and the token carries exactly the repository rights below.
+      { Effect: 'Allow', Action: 'ecr:GetAuthorizationToken', Resource: '*' },
+      {
+        // Is <image>:<commit> there already (DescribeImages); pull the registry cache
+        // <image>:buildcache; push layers and the manifest. On the one source repository only.
+        Effect: 'Allow',
+        Action: [
+          'ecr:BatchCheckLayerAvailability',
+          'ecr:BatchGetImage',
+          'ecr:CompleteLayerUpload',
+          'ecr:DescribeImages',
+          'ecr:GetDownloadUrlForLayer',
+          'ecr:InitiateLayerUpload',
+          'ecr:PutImage',
+          'ecr:UploadLayerPart',
+        ],
+        Resource: getAtt(logicalId(repository)),
+      },
+      { Effect: 'Allow', Action: 'events:PutEvents', Resource: getAtt(logicalId(stack.bus)) },
+      { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: logicalId(stack.secrets.gitToken) } },
+      { Effect: 'Allow', Action: 'eks:DescribeCluster', Resource: clusterArn },
+    ]);
+    // No S3: the build pulls its context from Git, not from the buckets.
+    expect(roleStatements(template, logicalId(f.role)).filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')))).toEqual([]);
+  });
+
+  test('only build-image may use ECR, and no role may delete images, change repositories or their policies', () => {
+    const users = new Set<string>();
+    for (const { resource, statement } of allStatements(template)) {
+      const ecrActions = actionsOf(statement).filter((a) => a.startsWith('ecr:'));
+      if (statement.Effect !== 'Allow' || ecrActions.length === 0) continue;
+      const roles = (template.findResources('AWS::IAM::Policy')[resource].Properties.Roles as { Ref: string }[]).map((r) => r.Ref);
+      roles.forEach((r) => users.add(r));
+      for (const a of ecrActions) {
+        expect([resource, a]).toEqual([resource, expect.not.stringMatching(/^ecr:(BatchDelete|Delete|Set|Put(?!Image$)|Create|Tag|Untag)/)]);
+      }
+    }
+    expect([...users]).toEqual([logicalId(fnOf('build-image').role)]);
   });
 
   test('training-watch may do exactly what it needs: its DLQ, PutEvents on the bus, DescribeCluster on the cluster', () => {
@@ -321,18 +468,19 @@ describe('least privilege', () => {
     expect(Object.keys(env).filter((k) => k.endsWith('_SECRET_ARN'))).toEqual([]);
   });
 
-  test('the training functions are mapped to mlops-training, vllm-scaler to mlops-serving, and nothing else to any group', () => {
+  test('build-image is mapped to mlops-build, the training functions to mlops-training (training-watch also to mlops-build-watch), vllm-scaler to mlops-serving, and nothing else to any group', () => {
     const entries = Object.values(template.findResources('AWS::EKS::AccessEntry')).map((e) => e.Properties);
-    const entry = (name: string, group: string) => ({
+    const entry = (name: string, groups: string[]) => ({
       ClusterName: 'ml-prod',
       PrincipalArn: getAtt(logicalId(fnOf(name).role)),
       Type: 'STANDARD',
-      KubernetesGroups: [group],
+      KubernetesGroups: groups,
     });
     expect(entries).toEqual([
-      entry('launch-training', 'mlops-training'),
-      entry('training-watch', 'mlops-training'),
-      entry('vllm-scaler', 'mlops-serving'),
+      entry('build-image', ['mlops-build']),
+      entry('launch-training', ['mlops-training']),
+      entry('training-watch', ['mlops-training', 'mlops-build-watch']),
+      entry('vllm-scaler', ['mlops-serving']),
     ]);
     // No access policy association: rights come only from k8s/rbac.yaml.
     expect(Object.keys(template.findResources('AWS::EKS::AccessPolicy'))).toHaveLength(0);
@@ -347,7 +495,7 @@ describe('least privilege', () => {
       roles.forEach((r) => putters.add(r));
     }
     expect([...putters].sort()).toEqual(
-      ['data-arrival', 'launch-training', 'training-watch', 'vllm-scaler', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
+      ['data-arrival', 'build-image', 'launch-training', 'training-watch', 'vllm-scaler', 'mlflow-webhook', 'git-webhook', 'validate-model', 'promote-model', 'deploy-sync', 'registry-poller'].map((n) => logicalId(fnOf(n).role)).sort(),
     );
   });
 
@@ -362,10 +510,11 @@ describe('least privilege', () => {
     expect(statements.length).toBeGreaterThan(10);
     for (const { resource, statement } of statements) {
       if (statement.Effect !== 'Allow') continue;
-      // No action used here requires Resource "*"; a future one must be added to this list with its reason.
-      const needsStar: string[] = [];
+      // Only actions without resource-level permissions may have Resource "*"; a future one must be
+      // added to this list with its reason. ecr:GetAuthorizationToken: the registry token (build-image).
+      const needsStar = ['ecr:GetAuthorizationToken'];
       for (const r of asArray(statement.Resource)) {
-        if (r === '*') expect([resource, actionsOf(statement)]).toEqual([resource, expect.arrayContaining(needsStar)]);
+        if (r === '*') expect([resource, actionsOf(statement).filter((a) => !needsStar.includes(a))]).toEqual([resource, []]);
       }
       for (const a of actionsOf(statement)) expect([resource, a]).toEqual([resource, expect.not.stringContaining('*')]);
     }
@@ -378,11 +527,11 @@ describe('secrets', () => {
     expect(names.sort()).toEqual(Object.values(SECRETS).map((s) => `mlops/${s.name}`).sort());
   });
 
-  test('each secret is read only by the functions that use it (the Git token by promote-model and deploy-sync), and the unused ones deny their value to everyone', () => {
+  test('each secret is read only by the functions that use it (the Git token by build-image, promote-model and deploy-sync), and the unused ones deny their value to everyone', () => {
     const readers: Record<string, string[]> = {
       mlflowWebhookSecret: ['mlflow-webhook'],
       gitWebhookSecret: ['git-webhook'],
-      gitToken: ['promote-model', 'deploy-sync'],
+      gitToken: ['build-image', 'promote-model', 'deploy-sync'],
       argocdToken: ['deploy-sync'],
     };
     const seen: Record<string, string[]> = {};
@@ -542,6 +691,40 @@ describe('storage', () => {
     expect(buckets[logicalId(stack.artifactBucket)].Properties.NotificationConfiguration).toBeUndefined();
     // Set natively: no notifications custom resource (and its Lambda with s3:PutBucketNotification on *).
     expect(Object.keys(template.findResources('Custom::S3BucketNotifications'))).toHaveLength(0);
+  });
+});
+
+describe('source repositories', () => {
+  test("each model's source.image is an ECR repository of the stack: scanned on push, commit tags immutable but the build cache's, untagged images expire, kept on stack deletion", () => {
+    const repos = template.findResources('AWS::ECR::Repository');
+    expect([...stack.sourceRepositories.keys()]).toEqual(['123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer']);
+    const id = logicalId(stack.sourceRepositories.get('123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer')!);
+    expect(Object.keys(repos)).toEqual([id]);
+    const { LifecyclePolicy, ...props } = repos[id].Properties;
+    expect(props).toEqual({
+      RepositoryName: 'fraud-trainer',
+      ImageScanningConfiguration: { ScanOnPush: true },
+      ImageTagMutability: 'IMMUTABLE_WITH_EXCLUSION',
+      ImageTagMutabilityExclusionFilters: [
+        { ImageTagMutabilityExclusionFilterType: 'WILDCARD', ImageTagMutabilityExclusionFilterValue: 'buildcache' },
+      ],
+    });
+    expect(JSON.parse(LifecyclePolicy.LifecyclePolicyText)).toEqual({
+      rules: [
+        {
+          rulePriority: 1,
+          description: expect.stringContaining('Untagged images'),
+          selection: { tagStatus: 'untagged', countType: 'sinceImagePushed', countNumber: 14, countUnit: 'days' },
+          action: { type: 'expire' },
+        },
+      ],
+    });
+    expect([repos[id].DeletionPolicy, repos[id].UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
+    // No repository policy: access is the build-image role's identity policy (and the nodes' pull role).
+    expect(props.RepositoryPolicyText).toBeUndefined();
+    expect(template.findOutputs('SourceRepositoryFraudTrainerUri').SourceRepositoryFraudTrainerUri.Description).toBe(
+      'Trainer image repository of fraud-detection',
+    );
   });
 });
 

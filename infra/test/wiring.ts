@@ -5,8 +5,8 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { secretsOf } from '../lib/mlops-function';
 import { MlopsStack } from '../lib/mlops-stack';
-import { CLUSTER_NAME_ENV, EVENT_BUS_NAME_ENV, PARAMETER_ENV, EnvParameter, SECRETS } from '../lib/function-spec';
-import { actionsOf, Json, logicalId, roleStatements } from './helpers';
+import { CLUSTER_NAME_ENV, ECR_PUSH_ACTIONS, EVENT_BUS_NAME_ENV, PARAMETER_ENV, EnvParameter, SECRETS } from '../lib/function-spec';
+import { actionsOf, asArray, Json, logicalId, roleStatements } from './helpers';
 
 type Resources = Record<string, { Type: string; Properties: Json; DependsOn?: unknown }>;
 
@@ -76,6 +76,22 @@ export function expectFunctionWiring(template: Template, stack: MlopsStack): voi
       spec.kubernetes ? [{ Effect: 'Allow', Action: 'eks:DescribeCluster', Resource: clusterArn }] : [],
     ]);
     expect([spec.name, env[CLUSTER_NAME_ENV]]).toEqual([spec.name, spec.kubernetes ? stack.params.clusterName : undefined]);
+    // ecrPush rows, only: the registry token (its action has no resource-level permissions) and
+    // the image actions on exactly the models' source repositories; nothing when no model has one.
+    const repositoryArns = [...stack.sourceRepositories.values()].map((r) => stack.resolve(r.repositoryArn));
+    const pushes = f.access.some((a) => a.kind === 'ecrPush') && repositoryArns.length > 0;
+    const ecrStatements = statements
+      .filter((s) => actionsOf(s).some((a) => a.startsWith('ecr:')))
+      .map((s) => ({ ...s, Resource: asArray(s.Resource).map((r) => JSON.stringify(r)).sort() }));
+    expect([spec.name, ecrStatements]).toEqual([
+      spec.name,
+      pushes
+        ? [
+            { Effect: 'Allow', Action: 'ecr:GetAuthorizationToken', Resource: ['"*"'] },
+            { Effect: 'Allow', Action: [...ECR_PUSH_ACTIONS].sort(), Resource: repositoryArns.map((r) => JSON.stringify(r)).sort() },
+          ]
+        : [],
+    ]);
 
     // Queue-fed: one queue with a DLQ, one event source mapping reporting batch item failures.
     const myEsms = Object.values(esms).filter((e) => refersTo(e.Properties.FunctionName, fnId));

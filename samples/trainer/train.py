@@ -37,6 +37,10 @@ REQUIRED_ENV = (
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 RUN_ID_TAG = "mlops.run_id"
 DATASET_VERSION_TAG = "mlops.dataset_version"
+GIT_COMMIT_TAG = "mlops.git_commit"
+
+# Hyperparameters (a change here, pushed to the trainer's repository, rebuilds and retrains).
+REGULARIZATION_C = 1.0  # LogisticRegression's inverse regularization strength
 
 
 class PermanentError(Exception):
@@ -72,7 +76,16 @@ def read_config(env=os.environ) -> dict:
     if class_weight not in (None, "balanced"):
         raise PermanentError(f"CLASS_WEIGHT must be empty or 'balanced', got {class_weight!r}")
     cfg["CLASS_WEIGHT"] = class_weight
+    # Set by the control plane when a code push started the run: the trainer's source commit.
+    cfg["GIT_COMMIT"] = env.get("MLOPS_GIT_COMMIT", "").strip() or None
     return cfg
+
+
+def run_tags(cfg: dict, dataset_version: str) -> dict:
+    tags = {RUN_ID_TAG: cfg["MLOPS_RUN_ID"], DATASET_VERSION_TAG: dataset_version}
+    if cfg.get("GIT_COMMIT"):
+        tags[GIT_COMMIT_TAG] = cfg["GIT_COMMIT"]
+    return tags
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +233,7 @@ def build_pipeline(X, seed: int, class_weight: str | None):
     )
     params = {
         "estimator": "LogisticRegression",
-        "C": 1.0,
+        "C": REGULARIZATION_C,
         "class_weight": class_weight,
         "max_iter": 2000,
         "threshold_scoring": "f1",
@@ -337,7 +350,7 @@ def fit_and_log(cfg: dict, experiment_id: str) -> dict:
     metrics = evaluate(pipe, X_test, y_test)
     log(f"fitted in {fit_s:.2f}s; " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
-    tags = {RUN_ID_TAG: cfg["MLOPS_RUN_ID"], DATASET_VERSION_TAG: cfg["DATASET_VERSION"]}
+    tags = run_tags(cfg, cfg["DATASET_VERSION"])
     run_name = f"{cfg['MODEL_NAME']}-{cfg['MLOPS_RUN_ID']}"[:250]
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         log(f"MLflow run {run.info.run_id} in experiment {experiment_id} ({cfg['MLFLOW_EXPERIMENT_NAME']})")
@@ -413,7 +426,7 @@ def train(cfg: dict) -> dict:
         if mv is not None:
             log(f"{cfg['MODEL_NAME']} version {mv.version} already carries {RUN_ID_TAG}={cfg['MLOPS_RUN_ID']}")
         else:
-            tags = {RUN_ID_TAG: cfg["MLOPS_RUN_ID"], DATASET_VERSION_TAG: logged["dataset_version"]}
+            tags = run_tags(cfg, logged["dataset_version"])
             mv = mlflow.register_model(result["model_uri"], cfg["MODEL_NAME"], tags=tags)
             log(f"registered {cfg['MODEL_NAME']} version {mv.version} (source {mv.source})")
         result["model_version"] = str(mv.version)

@@ -18,8 +18,8 @@ use tokio::sync::Mutex;
 use super::kubernetes::KubeCluster;
 use crate::config::WorkloadKind;
 use crate::error::BoxError;
+use crate::port::workload::Workload;
 use crate::port::{Cluster, ClusterError, PendingPod, WorkloadState};
-use crate::stage::training::Workload;
 
 /// STS honours the presigned URL for 15 minutes; rebuild well before (aws-iam-authenticator and
 /// `aws eks get-token` use 14 minutes; we leave room for a request in flight).
@@ -224,5 +224,14 @@ impl Cluster for EksClusters {
     }
     async fn pending_pods(&self, w: &WorkloadState) -> Result<Vec<PendingPod>, ClusterError> {
         self.cluster(&w.cluster).await?.pending_pods(w).await
+    }
+    async fn apply_secret(&self, s: &crate::port::SecretSpec) -> Result<(), ClusterError> {
+        self.cluster(&s.cluster).await?.apply_secret(s).await
+    }
+    async fn pod_report(
+        &self,
+        w: &WorkloadState,
+    ) -> Result<Option<crate::port::PodReport>, ClusterError> {
+        self.cluster(&w.cluster).await?.pod_report(w).await
     }
 }

@@ -5,16 +5,20 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::config::WorkloadKind;
-use crate::port::{Cluster, ClusterError, Condition, PendingPod, WorkloadState};
-use crate::stage::training::Workload;
-use crate::stage::training::workload::{LABEL_WORKLOAD, MANAGED_BY};
+use crate::port::workload::Workload;
+use crate::port::workload::{LABEL_WORKLOAD, MANAGED_BY};
+use crate::port::{
+    Cluster, ClusterError, Condition, PendingPod, PodReport, SecretSpec, WorkloadState,
+};
 
 pub const FIELD_MANAGER: &str = "mlops";
+/// Log lines an `ImageBuildFailed` carries.
+pub const LOG_TAIL_LINES: i64 = 40;
 
 /// One cluster reached through a kube client.
 #[derive(Clone)]
@@ -211,6 +215,92 @@ impl Cluster for KubeCluster {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(classify(&self.name, e)),
         }
+    }
+
+    async fn apply_secret(&self, spec: &SecretSpec) -> Result<(), ClusterError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &spec.namespace);
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(spec.name.clone()),
+                namespace: Some(spec.namespace.clone()),
+                labels: Some(spec.labels.clone()),
+                ..Default::default()
+            },
+            type_: Some(spec.type_.clone()),
+            string_data: Some(
+                spec.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(&secret).map_err(|e| ClusterError::Connect {
+            cluster: self.name.clone(),
+            source: Box::new(e),
+        })?;
+        value["apiVersion"] = "v1".into();
+        value["kind"] = "Secret".into();
+        secrets
+            .patch(
+                &spec.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&self.name, e))
+    }
+
+    async fn pod_report(&self, w: &WorkloadState) -> Result<Option<PodReport>, ClusterError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &w.namespace);
+        let lp = ListParams::default().labels(&format!("{LABEL_WORKLOAD}={}", w.name));
+        let list = pods.list(&lp).await.map_err(|e| classify(&self.name, e))?;
+        // The newest pod that terminated (a Job may have replaced an evicted one).
+        let ended = list
+            .items
+            .iter()
+            .filter_map(|p| {
+                let status = p.status.as_ref()?.container_statuses.as_ref()?;
+                let t = status
+                    .iter()
+                    .find_map(|c| c.state.as_ref()?.terminated.clone())?;
+                Some((p, t))
+            })
+            .max_by_key(|(p, _)| {
+                p.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second())
+            });
+        let Some((pod, t)) = ended else {
+            return Ok(None);
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let lines = pods
+            .logs(
+                &name,
+                &kube::api::LogParams {
+                    tail_lines: Some(LOG_TAIL_LINES),
+                    ..Default::default()
+                },
+            )
+            .await;
+        // The log is a courtesy: a pod already garbage-collected still has its message.
+        let log_tail = match lines {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "could not read the log tail");
+                Vec::new()
+            }
+        };
+        Ok(Some(PodReport {
+            pod: name,
+            termination_message: t.message.clone(),
+            exit_code: Some(t.exit_code),
+            reason: t.reason.clone(),
+            log_tail,
+        }))
     }
 
     async fn pending_pods(&self, w: &WorkloadState) -> Result<Vec<PendingPod>, ClusterError> {

@@ -201,7 +201,11 @@ pub struct MemoryCluster {
     pending: Mutex<BTreeMap<String, Vec<crate::port::PendingPod>>>,
     version: AtomicU64,
     /// Workloads applied, in order.
-    pub applied: Mutex<Vec<crate::stage::training::Workload>>,
+    pub applied: Mutex<Vec<crate::port::workload::Workload>>,
+    /// Secrets applied, in order.
+    pub secrets: Mutex<Vec<crate::port::SecretSpec>>,
+    /// Pod reports by workload name.
+    pub reports: Mutex<BTreeMap<String, crate::port::PodReport>>,
 }
 
 impl MemoryCluster {
@@ -239,7 +243,7 @@ impl MemoryCluster {
 impl crate::port::Cluster for MemoryCluster {
     async fn apply(
         &self,
-        w: &crate::stage::training::Workload,
+        w: &crate::port::workload::Workload,
     ) -> Result<(), crate::port::ClusterError> {
         self.applied
             .lock()
@@ -257,6 +261,27 @@ impl crate::port::Cluster for MemoryCluster {
             ..Default::default()
         });
         Ok(())
+    }
+    async fn apply_secret(
+        &self,
+        spec: &crate::port::SecretSpec,
+    ) -> Result<(), crate::port::ClusterError> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(spec.clone());
+        Ok(())
+    }
+    async fn pod_report(
+        &self,
+        w: &crate::port::WorkloadState,
+    ) -> Result<Option<crate::port::PodReport>, crate::port::ClusterError> {
+        Ok(self
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&w.name)
+            .cloned())
     }
     async fn get(
         &self,
@@ -397,5 +422,63 @@ impl crate::port::DelayQueue for MemoryQueue {
             .unwrap_or_else(|p| p.into_inner())
             .push((body, delay));
         Ok(())
+    }
+}
+
+/// An in-memory container registry: tags with digests, the lookups asked, a token to hand out,
+/// and a refusal to answer every call with (a missing repository, denied access).
+#[derive(Default)]
+pub struct MemoryImageRegistry {
+    /// (repository, tag) → digest.
+    pub images: Mutex<BTreeMap<(String, String), String>>,
+    /// (repository, tag) looked up, in order.
+    pub asked: Mutex<Vec<(String, String)>>,
+    /// The `auth` value (base64 of `user:password`) push credentials carry.
+    pub auth: Mutex<String>,
+    pub refuse: Mutex<Option<String>>,
+}
+
+impl crate::port::ImageRegistry for MemoryImageRegistry {
+    async fn image_digest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<String>, crate::port::ImageRegistryError> {
+        if let Some(message) = self
+            .refuse
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(crate::port::ImageRegistryError::Refused {
+                op: "ecr:DescribeImages",
+                message,
+            });
+        }
+        let key = (repository.to_owned(), tag.to_owned());
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.clone());
+        Ok(self
+            .images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned())
+    }
+
+    async fn push_credentials(
+        &self,
+        repository: &str,
+    ) -> Result<crate::port::PushCredentials, crate::port::ImageRegistryError> {
+        let registry = repository.split('/').next().unwrap_or_default().to_owned();
+        Ok(crate::port::PushCredentials {
+            registry,
+            auth: crate::port::SecretValue(
+                self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            ),
+            expires_at: None,
+        })
     }
 }

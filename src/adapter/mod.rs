@@ -2,6 +2,7 @@
 
 pub mod argocd;
 pub mod aws;
+pub mod ecr;
 pub mod eks;
 pub mod eventbridge;
 pub mod git;

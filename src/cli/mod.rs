@@ -184,6 +184,23 @@ enum RenderCommand {
         )]
         mlflow_uri: String,
     },
+    /// The BuildKit Job (YAML) that build-image would apply for a ModelCodePushed.
+    Build {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        model: String,
+        /// The full commit id to build.
+        #[arg(long)]
+        commit: String,
+        #[arg(long, default_value = "run-example")]
+        run_id: String,
+        #[arg(long, env = "CLUSTER_NAME", default_value = "ml-prod")]
+        cluster: String,
+        /// Namespace of models whose source block names none.
+        #[arg(long, env = "BUILD_NAMESPACE", default_value = "builds")]
+        namespace: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -267,6 +284,19 @@ pub async fn main() -> anyhow::Result<()> {
                 },
         } => stdout(&render::training(
             &config, &event, cluster, namespace, mlflow_uri,
+        )?),
+        Command::Render {
+            what:
+                RenderCommand::Build {
+                    config,
+                    model,
+                    commit,
+                    run_id,
+                    cluster,
+                    namespace,
+                },
+        } => stdout(&render::build(
+            &config, &model, &commit, &run_id, cluster, namespace,
         )?),
         Command::Validate {
             config,

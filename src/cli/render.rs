@@ -1,4 +1,5 @@
-//! `mlops render training`: the manifest launch-training would apply, as YAML, for review.
+//! `mlops render training` / `mlops render build`: the manifest launch-training or build-image
+//! would apply, as YAML, for review.
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,8 +43,11 @@ pub fn training(
         cluster_name: cluster,
         training_namespace: namespace,
         stall_after: Duration::from_secs(1800),
+        build_namespace: "builds".into(),
+        artifact_bucket: None,
+        state_prefix: "state/".into(),
     };
-    match plan(&pipeline, &settings, &ready) {
+    match plan(&pipeline, &settings, &ready, None) {
         Ok((_, _, w)) => Ok(serde_saphyr::to_string(&w.object)?),
         Err(PlanError::NoModel(why)) => bail!("nothing to train: {why}"),
         Err(PlanError::UnknownModel { model, .. }) => bail!(
@@ -52,4 +56,40 @@ pub fn training(
         ),
         Err(PlanError::Invalid { error, .. }) => bail!("{error}"),
     }
+}
+
+/// The BuildKit Job build-image would apply for a push of `commit` to `model`'s source repo.
+pub fn build(
+    config: &Path,
+    model: &str,
+    commit: &str,
+    run_id: &str,
+    cluster: String,
+    namespace: String,
+) -> anyhow::Result<String> {
+    let pipeline = PipelineConfig::load(config)?;
+    let src = pipeline
+        .models
+        .get(model)
+        .and_then(|m| m.source.as_ref())
+        .with_context(|| format!("model {model} has no source block in {}", config.display()))?;
+    let (cluster, namespace) = crate::stage::build::placement(
+        src,
+        &crate::stage::build::BuildSettings {
+            cluster_name: cluster,
+            build_namespace: namespace,
+        },
+    );
+    let w = crate::stage::build::job::render(
+        src,
+        &crate::stage::build::job::BuildTarget {
+            model,
+            run_id,
+            commit,
+            cluster,
+            namespace,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("model {model}: {e}"))?;
+    Ok(serde_saphyr::to_string(&w.object)?)
 }

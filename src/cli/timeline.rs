@@ -66,13 +66,59 @@ fn summary(detail_type: &str, d: &serde_json::Value) -> String {
                 reasons.join("; ")
             )
         }
-        "TrainingJobSubmitted" => format!(
-            "model={} {} {}/{} on {}",
+        "TrainingJobSubmitted" => {
+            let mut line = format!(
+                "model={} {} {}/{} on {} dataset_version={}",
+                s("model"),
+                d["workload"]["kind"].as_str().unwrap_or("-"),
+                d["workload"]["namespace"].as_str().unwrap_or("-"),
+                d["workload"]["name"].as_str().unwrap_or("-"),
+                d["workload"]["cluster"].as_str().unwrap_or("-"),
+                s("dataset_version")
+            );
+            if let Some(i) = d["image"].as_str() {
+                line.push_str(&format!(" image={i}"));
+            }
+            line
+        }
+        "ModelCodePushed" => format!(
+            "model={} {} commit={} changed={}",
             s("model"),
-            d["workload"]["kind"].as_str().unwrap_or("-"),
+            s("ref"),
+            s("commit"),
+            d["changed"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
+        ),
+        "ImageBuildSubmitted" => format!(
+            "model={} image={} build={}/{}",
+            s("model"),
+            s("image"),
             d["workload"]["namespace"].as_str().unwrap_or("-"),
-            d["workload"]["name"].as_str().unwrap_or("-"),
-            d["workload"]["cluster"].as_str().unwrap_or("-")
+            d["workload"]["name"].as_str().unwrap_or("-")
+        ),
+        "ImageBuilt" => format!(
+            "model={} image={} digest={}{}",
+            s("model"),
+            s("image"),
+            s("digest"),
+            if d.get("workload").is_none() {
+                " (already in the registry)"
+            } else {
+                ""
+            }
+        ),
+        "ImageBuildFailed" => format!(
+            "model={} image={} reason={}: {}",
+            s("model"),
+            s("image"),
+            d["condition"]["reason"].as_str().unwrap_or("-"),
+            d["condition"]["message"].as_str().unwrap_or("-")
         ),
         "TrainingJobSucceeded" => format!(
             "model={} version={} mlflow_run={} condition={} duration={}s",

@@ -9,8 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod model;
 pub use model::{
-    Bound, DatasetChecks, Engine, LocalRun, ModelConfig, ModelRef, Resources, ScalingConfig,
-    ServingConfig, Toleration, TrainingConfig, ValidationConfig, WorkloadKind, parse_duration,
+    Bound, DEFAULT_BUILDER_IMAGE, DatasetChecks, Engine, LocalRun, MAX_BUILD_DEADLINE, ModelConfig,
+    ModelRef, Resources, ScalingConfig, ServingConfig, SourceConfig, Toleration, TrainingConfig,
+    ValidationConfig, WorkloadKind, ecr_repository, parse_duration,
 };
 
 /// The null markers pandas' `read_csv` recognises by default (`pandas._libs.parsers.STR_NA_VALUES`).
@@ -327,6 +328,29 @@ impl PipelineConfig {
             if let Some(v) = &m.validation {
                 v.validate().map_err(|e| format!("model {name}: {e}"))?;
             }
+            if let Some(src) = &m.source {
+                src.validate().map_err(|e| format!("model {name}: {e}"))?;
+                if m.training.is_none() {
+                    return Err(format!(
+                        "model {name} has a source block but no training block: nothing would train the image"
+                    ));
+                }
+                if let Some(d) = &src.dataset
+                    && !self.datasets.contains_key(d)
+                {
+                    return Err(format!(
+                        "model {name}: source.dataset {d:?} is not under datasets"
+                    ));
+                }
+                if let Some(g) = &self.git
+                    && crate::stage::deploy::push::normalize_repo_url(&g.manifests_repo)
+                        == crate::stage::deploy::push::normalize_repo_url(&src.repo)
+                {
+                    return Err(format!(
+                        "model {name}: source.repo is the manifests repo; a push is either a release or a code change, never both"
+                    ));
+                }
+            }
             if let Some(s) = &m.serving {
                 s.validate().map_err(|e| format!("model {name}: {e}"))?;
                 if self.git.is_none() {
@@ -415,6 +439,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 String::new()
             }
         }
+    }
+
+    /// A variable that may be unset (`None` when unset or empty).
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.is_empty())
     }
 
     pub fn optional(&self, name: &str, default: &str) -> String {
@@ -512,6 +541,20 @@ pub struct TrainingSettings {
     pub training_namespace: String,
     /// Default for a model's `stall_after`.
     pub stall_after: Duration,
+    /// Namespace of image builds whose `source` names none (`BUILD_NAMESPACE`).
+    pub build_namespace: String,
+    /// Where data-arrival's `latest` pointers are (launch-training retrains on them).
+    pub artifact_bucket: Option<String>,
+    pub state_prefix: String,
+}
+
+impl TrainingSettings {
+    pub fn builds(&self) -> crate::stage::build::BuildSettings {
+        crate::stage::build::BuildSettings {
+            cluster_name: self.cluster_name.clone(),
+            build_namespace: self.build_namespace.clone(),
+        }
+    }
 }
 
 impl TrainingSettings {
@@ -527,6 +570,35 @@ impl TrainingSettings {
             cluster_name,
             training_namespace: env.optional("TRAINING_NAMESPACE", "training"),
             stall_after: env.seconds("STALL_AFTER_SECONDS", 1800)?,
+            build_namespace: env.optional("BUILD_NAMESPACE", "builds"),
+            artifact_bucket: env.get("ARTIFACT_BUCKET"),
+            state_prefix: env.optional("STATE_PREFIX", "state/"),
+        };
+        env.finish()?;
+        Ok(s)
+    }
+}
+
+/// Settings of the `build-image` function.
+#[derive(Debug, Clone)]
+pub struct BuildFnSettings {
+    pub pipeline_config: PathBuf,
+    pub event_bus: String,
+    pub cluster_name: String,
+    pub build_namespace: String,
+    /// The Git token the build clones with (written into the build namespace's Secret).
+    pub git_token_secret: String,
+}
+
+impl BuildFnSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let s = BuildFnSettings {
+            pipeline_config: env.optional("PIPELINE_CONFIG", "pipeline.yaml").into(),
+            event_bus: env.required("EVENT_BUS_NAME"),
+            cluster_name: env.required("CLUSTER_NAME"),
+            build_namespace: env.optional("BUILD_NAMESPACE", "builds"),
+            git_token_secret: env.required("GIT_TOKEN_SECRET_ARN"),
         };
         env.finish()?;
         Ok(s)

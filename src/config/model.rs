@@ -14,6 +14,9 @@ pub struct ModelConfig {
     pub validation: Option<ValidationConfig>,
     #[serde(default)]
     pub serving: Option<ServingConfig>,
+    /// Where the trainer's code lives: a push that changes it builds the image and retrains.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -235,6 +238,170 @@ impl TrainingConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `models.<name>.source`: the trainer's source repository and the image built from it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `https://…` (cloned by the build with the `mlops/git-token` secret).
+    pub repo: String,
+    #[serde(default = "default_source_branch")]
+    pub branch: String,
+    /// The build context: a directory of the repository (`.` for its root).
+    #[serde(default = "default_context")]
+    pub context: String,
+    /// The Dockerfile, relative to the context.
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: String,
+    /// The ECR repository that receives the image (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`,
+    /// no tag): a build pushes `<image>:<commit>`.
+    pub image: String,
+    /// The dataset to retrain on (default: the dataset naming this model; with several, the one
+    /// with the newest ready version).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Build namespace; defaults to the function's `BUILD_NAMESPACE`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// EKS cluster of the build; defaults to the function's `CLUSTER_NAME`.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The BuildKit rootless image the build runs (pin a release `-rootless` tag).
+    #[serde(default = "default_builder_image")]
+    pub builder_image: String,
+    #[serde(default = "default_build_resources")]
+    pub resources: Resources,
+    /// CPU nodes: GPU nodes carry the `nvidia.com/gpu` taint, which the build does not tolerate.
+    #[serde(default = "default_build_nodes")]
+    pub node_selector: BTreeMap<String, String>,
+    /// `activeDeadlineSeconds` of the build; under the ECR token's 12 hours.
+    #[serde(
+        default = "default_build_deadline",
+        deserialize_with = "de_build_deadline"
+    )]
+    pub deadline: u64,
+    #[serde(default)]
+    pub service_account: Option<String>,
+}
+
+fn default_source_branch() -> String {
+    "main".into()
+}
+fn default_context() -> String {
+    ".".into()
+}
+fn default_dockerfile() -> String {
+    "Dockerfile".into()
+}
+/// BuildKit's rootless image (moby/buildkit `examples/kubernetes/job.rootless.yaml` uses
+/// `master-rootless`; a release tag is pinned here).
+pub const DEFAULT_BUILDER_IMAGE: &str = "moby/buildkit:v0.23.2-rootless";
+fn default_builder_image() -> String {
+    DEFAULT_BUILDER_IMAGE.into()
+}
+fn default_build_resources() -> Resources {
+    Resources {
+        gpu: 0,
+        cpu: Some("2".into()),
+        memory: Some("4Gi".into()),
+    }
+}
+fn default_build_nodes() -> BTreeMap<String, String> {
+    BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())])
+}
+fn default_build_deadline() -> u64 {
+    3600
+}
+fn de_build_deadline<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match RawDuration::deserialize(d)? {
+        RawDuration::N(n) => Ok(n),
+        RawDuration::S(s) => parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("source.deadline: {e}"))),
+    }
+}
+
+/// The most a build may run: the ECR token it pushes with lasts 12 hours.
+pub const MAX_BUILD_DEADLINE: u64 = 11 * 3600;
+
+/// `(registry host, repository name)` of an ECR repository URI without tag or digest.
+pub fn ecr_repository(image: &str) -> Option<(&str, &str)> {
+    let (host, name) = image.split_once('/')?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let ecr = labels.len() == 6
+        && labels[0].len() == 12
+        && labels[0].bytes().all(|b| b.is_ascii_digit())
+        && labels[1] == "dkr"
+        && labels[2] == "ecr"
+        && !labels[3].is_empty()
+        && labels[4] == "amazonaws"
+        && labels[5] == "com";
+    // Repository names: lower case, digits, `._-/` separators (ECR's pattern), no tag/digest.
+    let name_ok = !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    (ecr && name_ok).then_some((host, name))
+}
+
+impl SourceConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.repo.starts_with("https://") || self.repo.starts_with("http://")) {
+            return Err(format!(
+                "source.repo must be an https:// URL, got {:?}",
+                self.repo
+            ));
+        }
+        if self.branch.trim().is_empty() {
+            return Err("source.branch is empty".into());
+        }
+        if ecr_repository(&self.image).is_none() {
+            return Err(format!(
+                "source.image must be an ECR repository URI without a tag \
+                 (<account>.dkr.ecr.<region>.amazonaws.com/<name>), got {:?}",
+                self.image
+            ));
+        }
+        for (field, path) in [("context", &self.context), ("dockerfile", &self.dockerfile)] {
+            if path.is_empty()
+                || path.starts_with('/')
+                || path.split('/').any(|p| p == "..")
+                || path.contains(['#', ':', '\\'])
+            {
+                return Err(format!(
+                    "source.{field} must be a relative path inside the repository, got {path:?}"
+                ));
+            }
+        }
+        if self.resources.gpu > 0 {
+            return Err("source.resources: an image build needs no GPU".into());
+        }
+        if self.deadline == 0 || self.deadline > MAX_BUILD_DEADLINE {
+            return Err(format!(
+                "source.deadline must be between 1 second and {MAX_BUILD_DEADLINE} seconds (the ECR token it pushes with lasts 12 hours), got {}",
+                self.deadline
+            ));
+        }
+        Ok(())
+    }
+
+    /// The repository paths a push must touch to be a code change: the context, or the
+    /// Dockerfile (which may sit outside it only as `context/../`, refused above).
+    pub fn concerns(&self, path: &str) -> bool {
+        let context = self.context.trim_end_matches('/');
+        let dockerfile = if context == "." {
+            self.dockerfile.clone()
+        } else {
+            format!("{context}/{}", self.dockerfile)
+        };
+        path == dockerfile
+            || context == "."
+            || path
+                .strip_prefix(context)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 }
 

@@ -3,20 +3,22 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 
 use super::sqs::EventHandler;
-use crate::adapter::{aws, eks::EksClusters, eventbridge::EventBridgeBus};
+use crate::adapter::{aws, eks::EksClusters, eventbridge::EventBridgeBus, s3::S3Store};
 use crate::config::{PipelineConfig, TrainingSettings};
 use crate::error::BoxError;
-use crate::port::{Cluster, EventBus};
+use crate::port::{Cluster, EventBus, ObjectStore};
 use crate::stage::training::launch::{LaunchError, LaunchTraining, Launched};
 
-pub struct LaunchTrainingFn<C, B> {
+pub struct LaunchTrainingFn<C, B, S> {
     pub pipeline: PipelineConfig,
     pub settings: TrainingSettings,
     pub cluster: C,
     pub bus: B,
+    /// data-arrival's `latest` pointers (read on `ImageBuilt`).
+    pub store: S,
 }
 
-impl LaunchTrainingFn<EksClusters, EventBridgeBus> {
+impl LaunchTrainingFn<EksClusters, EventBridgeBus, S3Store> {
     pub async fn from_env() -> Result<Self, BoxError> {
         let settings = TrainingSettings::from_env(|k| std::env::var(k).ok())?;
         let pipeline = PipelineConfig::load(&settings.pipeline_config)?;
@@ -25,12 +27,13 @@ impl LaunchTrainingFn<EksClusters, EventBridgeBus> {
             pipeline,
             cluster: EksClusters::new(&sdk),
             bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &settings.event_bus),
+            store: S3Store::new(aws::s3_client(&sdk)),
             settings,
         })
     }
 }
 
-impl<C: Cluster, B: EventBus> EventHandler for LaunchTrainingFn<C, B> {
+impl<C: Cluster, B: EventBus, S: ObjectStore> EventHandler for LaunchTrainingFn<C, B, S> {
     type Error = LaunchError;
     const NAME: &'static str = "launch-training";
 
@@ -43,6 +46,7 @@ impl<C: Cluster, B: EventBus> EventHandler for LaunchTrainingFn<C, B> {
             settings: &self.settings,
             cluster: &self.cluster,
             bus: &self.bus,
+            store: &self.store,
         };
         Ok(match stage.handle(event).await? {
             Launched::Ignored(why) => format!("ignored: {why}"),

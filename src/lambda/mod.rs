@@ -1,6 +1,7 @@
 //! Runtime glue shared by the function crates: tracing, the SQS batch consumer with per-message
 //! failures, and each function's wiring of adapters to its stage.
 
+pub mod build_image;
 pub mod data_arrival;
 pub mod deploy_sync;
 pub mod git_webhook;

@@ -1,9 +1,11 @@
 //! Pipeline stages: pure decisions, generic over the ports they use, with no SDK types.
 //! The same stage runs in Lambda and in the local dev stack.
 
+pub mod build;
 pub mod claim;
 pub mod data_arrival;
 pub mod deploy;
+pub mod latest;
 pub mod ledger;
 pub mod prepare;
 pub mod registry;

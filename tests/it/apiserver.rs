@@ -11,7 +11,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use http::{Request, Response};
 use kube::client::Body;
 use mlops::adapter::kubernetes::KubeCluster;
-use mlops::adapter::memory::{MemoryBus, MemoryRegistry};
+use mlops::adapter::memory::{MemoryBus, MemoryRegistry, MemoryStore};
 use mlops::config::{PipelineConfig, TrainingSettings};
 use mlops::stage::training::launch::{LaunchTraining, Launched};
 use mlops::stage::training::watch::TrainingWatch;
@@ -29,7 +29,7 @@ const JOBS: &str = "/apis/batch/v1/namespaces/training/jobs";
 pub(crate) struct Call {
     method: &'static str,
     path: String,
-    query: Vec<(&'static str, &'static str)>,
+    query: Vec<(String, String)>,
     content_type: Option<&'static str>,
     check: Box<dyn Fn(&Value) + Send>,
     status: u16,
@@ -61,8 +61,11 @@ impl Call {
         self.raw = Some(body.to_owned());
         self
     }
-    pub(crate) fn query(mut self, q: &[(&'static str, &'static str)]) -> Self {
-        self.query = q.to_vec();
+    pub(crate) fn query(mut self, q: &[(&str, &str)]) -> Self {
+        self.query = q
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         self
     }
     pub(crate) fn content_type(mut self, c: &'static str) -> Self {
@@ -107,11 +110,7 @@ pub(crate) async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, scr
         );
         assert_eq!(req.uri().path(), c.path, "call #{i} path");
         let got: BTreeSet<(String, String)> = req.uri().query().map(url_pairs).unwrap_or_default();
-        let want: BTreeSet<(String, String)> = c
-            .query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let want: BTreeSet<(String, String)> = c.query.iter().cloned().collect();
         assert_eq!(got, want, "call #{i} query pairs of {}", req.uri());
         if let Some(ct) = c.content_type {
             assert_eq!(
@@ -174,11 +173,11 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn pipeline() -> PipelineConfig {
+pub(crate) fn pipeline() -> PipelineConfig {
     PipelineConfig::load(&root().join("samples/pipeline.yaml")).expect("pipeline")
 }
 
-fn settings() -> TrainingSettings {
+pub(crate) fn settings() -> TrainingSettings {
     TrainingSettings {
         pipeline_config: "pipeline.yaml".into(),
         event_bus: "mlops".into(),
@@ -186,6 +185,9 @@ fn settings() -> TrainingSettings {
         cluster_name: "ml-prod".into(),
         training_namespace: NS.into(),
         stall_after: Duration::from_secs(1800),
+        build_namespace: "builds".into(),
+        artifact_bucket: None,
+        state_prefix: "state/".into(),
     }
 }
 
@@ -210,6 +212,7 @@ async fn launch(script: Vec<Call>) -> (Result<Launched, String>, Vec<String>) {
             settings: &s,
             cluster: &cluster,
             bus: &bus,
+            store: &MemoryStore::default(),
         };
         stage
             .handle(&ready())
@@ -373,8 +376,23 @@ async fn launch_transient_answers_are_retried_without_an_event() {
     }
 }
 
-/// Runs one watch tick against the script.
+/// Runs one watch tick against the script, after the (empty) list of the build namespace the
+/// sample pipeline's `source` block adds.
 async fn watch(script: Vec<Call>, registry: MemoryRegistry) -> Vec<(String, Value)> {
+    let mut full = vec![list(
+        "/apis/batch/v1/namespaces/builds/jobs",
+        200,
+        job_list(vec![]),
+    )];
+    full.extend(script);
+    watch_exactly(full, registry).await
+}
+
+/// Runs one watch tick against exactly this script.
+pub(crate) async fn watch_exactly(
+    script: Vec<Call>,
+    registry: MemoryRegistry,
+) -> Vec<(String, Value)> {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(serve(handle, script));
     let bus = MemoryBus::default();
@@ -401,12 +419,12 @@ async fn watch(script: Vec<Call>, registry: MemoryRegistry) -> Vec<(String, Valu
         .collect()
 }
 
-fn list(path: &str, status_code: u16, reply: Value) -> Call {
+pub(crate) fn list(path: &str, status_code: u16, reply: Value) -> Call {
     call("GET", path, status_code, reply)
         .query(&[("labelSelector", "app.kubernetes.io/managed-by=mlops")])
 }
 
-fn crds_absent() -> Vec<Call> {
+pub(crate) fn crds_absent() -> Vec<Call> {
     vec![
         list(
             "/apis/kubeflow.org/v1/namespaces/training/pytorchjobs",
@@ -429,7 +447,7 @@ fn crds_absent() -> Vec<Call> {
     ]
 }
 
-fn job_list(items: Vec<Value>) -> Value {
+pub(crate) fn job_list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "10"}, "items": items})
 }
 

@@ -47,8 +47,10 @@ fn committed_schemas_are_current() {
 #[test]
 fn every_detail_type_has_a_valid_sample_that_roundtrips() {
     let schemas = all_schemas();
-    // ARCHITECTURE §1's detail-types plus PromotionFailed and DeploymentFailed (failures no retry fixes).
-    assert_eq!(schemas.len(), 19, "every detail-type");
+    // ARCHITECTURE §1's detail-types plus PromotionFailed and DeploymentFailed (failures no retry
+    // fixes), and the code-push path's ModelCodePushed, ImageBuildSubmitted, ImageBuilt and
+    // ImageBuildFailed.
+    assert_eq!(schemas.len(), 23, "every detail-type");
     for (name, function, _) in &schemas {
         let path = root().join(format!("events/samples/mlops/{name}.json"));
         let sample = json(&path);

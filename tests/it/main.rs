@@ -3,7 +3,9 @@
 
 mod apiserver;
 mod argocd;
+mod builds;
 mod cli;
+mod codepush;
 mod deploy;
 mod events;
 mod git;

@@ -303,7 +303,7 @@ async fn a_message_that_keeps_failing_ends_in_the_dlq() {
 }
 
 #[test]
-fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
+fn the_demo_runs_two_drops_and_a_code_push_through_training_to_the_gate_against_a_champion() {
     // The README's main command: moto, MLflow with the webhook registered on it, the functions,
     // the local executor, the poller and validate-model. The first version is judged on
     // thresholds alone, the second against the first as champion.
@@ -322,9 +322,69 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
         .lines()
         .filter(|l| l.starts_with("validation gate of fraud-detection"))
         .collect();
-    assert_eq!(gates.len(), 2, "{stdout}");
+    assert_eq!(gates.len(), 3, "{stdout}");
     assert!(gates[0].contains("v1 (no champion"), "{stdout}");
-    assert!(gates[1].contains("v2 (against champion v1"), "{stdout}");
+    // The code run's version passes against the champion; the second drop's does not.
+    assert!(
+        gates[1].contains("v2 (against champion v1")
+            && gates[1].ends_with("passed, alias `challenger` set"),
+        "{stdout}"
+    );
+    assert!(
+        gates[2].contains("v3 (against champion v1") && gates[2].ends_with("rejected"),
+        "{stdout}"
+    );
+    // The code run: push → build → training with the built image → version, in one run, as
+    // `mlops status` prints it.
+    let code_run = stdout
+        .lines()
+        .find_map(|l| {
+            l.split_once("as `mlops status ")
+                .and_then(|(_, r)| r.split_once('`'))
+                .map(|(id, _)| id.to_owned())
+        })
+        .expect("the code run's status line");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| *l == format!("run {code_run}"))
+        .expect("the code run's timeline");
+    let block: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .copied()
+        .collect();
+    let order: Vec<usize> = [
+        ("mlops.git-webhook", "ModelCodePushed"),
+        ("mlops.build-image", "ImageBuildSubmitted"),
+        ("mlops.training-watch", "ImageBuilt"),
+        ("mlops.launch-training", "TrainingJobSubmitted"),
+        ("mlops.training-watch", "TrainingJobSucceeded"),
+        ("mlops.validate-model", "ModelValidated"),
+        ("mlops.promote-model", "ModelPromoted"),
+    ]
+    .iter()
+    .map(|(source, t)| {
+        block
+            .iter()
+            .position(|l| l.contains(source) && l.contains(&format!(" {t} ")))
+            .unwrap_or_else(|| panic!("no {t} from {source} in run {code_run}: {block:#?}"))
+    })
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "in pipeline order: {block:#?}"
+    );
+    assert!(
+        block
+            .iter()
+            .any(|l| l.contains("TrainingJobSubmitted") && l.contains("@sha256:")),
+        "trained by digest: {block:#?}"
+    );
+    assert!(
+        stdout.contains("Mlops-Git-Commit: "),
+        "the release names the code commit: {stdout}"
+    );
     assert!(stdout.contains("roc_auc vs champion"), "{stdout}");
     // MLflow itself delivered signed webhooks: created, the verdict's tags, the alias.
     for t in [
@@ -339,14 +399,15 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
             "no {t} from the webhook: {stdout}"
         );
     }
-    // The validated v1 is promoted: one release commit with its trailers in the local
-    // manifests repo; the rejected v2 is not.
+    // The validated v1 and v2 are promoted: a release commit each, with their trailers, in the
+    // local manifests repo; the rejected v3 is not.
     let promoted: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("mlops.promote-model") && l.contains("ModelPromoted"))
         .collect();
-    assert_eq!(promoted.len(), 1, "{stdout}");
+    assert_eq!(promoted.len(), 2, "{stdout}");
     assert!(promoted[0].contains("version=1"), "{stdout}");
+    assert!(promoted[1].contains("version=2"), "{stdout}");
     assert!(stdout.contains("Mlops-Model-Version: 1"), "{stdout}");
     assert!(
         stdout.contains("deployments/mlflow/fraud-detection/release.yaml | 4 ++--"),
@@ -382,7 +443,7 @@ fn the_demo_runs_two_drops_through_training_to_the_gate_against_a_champion() {
     // Webhook and poller both report each version; the gate judges it once.
     let verdicts = stdout
         .lines()
-        .filter(|l| l.contains("mlops.validate-model") && l.contains("version=2"))
+        .filter(|l| l.contains("mlops.validate-model") && l.contains("version=3"))
         .count();
     assert_eq!(verdicts, 1, "{stdout}");
 }

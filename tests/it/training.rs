@@ -29,6 +29,9 @@ fn settings(mlflow: &str) -> TrainingSettings {
         cluster_name: "ml-prod".into(),
         training_namespace: "training".into(),
         stall_after: Duration::from_secs(1800),
+        build_namespace: "builds".into(),
+        artifact_bucket: None,
+        state_prefix: "state/".into(),
     }
 }
 
@@ -232,7 +235,8 @@ fn every_rendered_manifest_validates_for_1_30_and_1_37() {
         for gpu in [0, 1, 4] {
             for capacity in ["spot", "on-demand"] {
                 let p = variant(kind, gpu, capacity);
-                let (_, _, w) = plan(&p, &settings("http://mlflow:5000"), &ready).expect("plan");
+                let (_, _, w) =
+                    plan(&p, &settings("http://mlflow:5000"), &ready, None).expect("plan");
                 semantic_checks(kind, gpu, &w.object);
                 let f = dir.path().join(format!("{kind}-{gpu}-{capacity}.json"));
                 std::fs::write(&f, serde_json::to_vec_pretty(&w.object).expect("json"))
@@ -435,7 +439,7 @@ async fn local_executor_trains_the_sample_into_mlflow() {
     ready.test_uri = prepared.test.display().to_string();
     ready.version = prepared.version.clone();
     let s = settings(&mlflow.endpoint);
-    let (_, _, w) = plan(&p, &s, &ready).expect("plan");
+    let (_, _, w) = plan(&p, &s, &ready, None).expect("plan");
     let python = venv_python();
     // The trainer registers nothing here, so the watcher's own registration runs against MLflow.
     let env = vec![

@@ -1,8 +1,10 @@
 //! `mlops dev demo`: the whole local pipeline, scripted. Starts the [`LocalStack`], drops the
 //! sample dataset into S3 and follows its run from data arrival through training to the
-//! validation gate; then makes that version the champion and drops a second, newer file for the
-//! same dataset, whose version is judged against it. Prints each run's timeline from the ledger
-//! and the gate's table.
+//! validation gate and the release commit; then makes that version the champion, pushes a code
+//! change to the trainer's repository and follows the run it starts (build, retraining on the
+//! latest ready data, the gate); then drops a second, newer file for the same dataset, whose
+//! version is judged against the champion too. Prints each run's timeline from the ledger and
+//! the gate's table.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use crate::cli::timeline;
 use crate::port::ModelRegistry;
 use crate::stage::ledger::{Entry, Ledger};
 
-const SAMPLE_DATA: &[u8] = include_bytes!("../../../samples/data/transactions.csv");
+pub const SAMPLE_DATA: &[u8] = include_bytes!("../../../samples/data/transactions.csv");
 /// A newer drop of the same dataset (same generator, another seed and size).
 const SAMPLE_DATA_2: &[u8] = include_bytes!("../../../samples/data/transactions-2.csv");
 
@@ -29,10 +31,10 @@ fn say(line: String) -> anyhow::Result<()> {
 }
 
 /// Where a run ended: its ledger and the gate's verdict (ModelValidated or ModelRejected).
-struct Finished {
-    run_id: String,
-    entries: Vec<Entry>,
-    verdict: Entry,
+pub struct Finished {
+    pub run_id: String,
+    pub entries: Vec<Entry>,
+    pub verdict: Entry,
 }
 
 pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
@@ -105,6 +107,15 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
         ))?;
     }
 
+    // The code path: a change to the trainer, retrained on the latest ready data (the first
+    // drop), judged against the champion like any version.
+    let code = code_run(&local).await?;
+    say(format!(
+        "\nthe code run's timeline, as `mlops status {}` prints it (push → build → training → version):",
+        code.run_id
+    ))?;
+    report(&local, &code)?;
+
     let second = follow(
         &local,
         &format!("incoming/transactions/{day}/transactions-2.csv"),
@@ -133,7 +144,7 @@ pub async fn run(data: Option<&Path>) -> anyhow::Result<()> {
 /// Uploads `body` to the data bucket under `key` and runs the stack until the run it starts
 /// has the gate's verdict and training-watch's report (the trainer registers the version
 /// itself, so the gate may judge it first), then lets late webhook deliveries reach the ledger.
-async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<Finished> {
+pub async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<Finished> {
     aws::s3_client(&local.sdk)
         .put_object()
         .bucket(&local.stack.data_bucket)
@@ -146,6 +157,25 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
         "\nuploaded s3://{}/{key}; training locally (the local executor stands in for EKS)",
         local.stack.data_bucket
     ))?;
+    let started_by = |e: &Entry| {
+        matches!(e.detail_type.as_str(), "DatasetReady" | "DatasetRejected")
+            && e.detail["source"]["key"].as_str() == Some(key)
+    };
+    wait_for_run(
+        local,
+        &started_by,
+        &format!("s3://{}/{key}", local.stack.data_bucket),
+    )
+    .await
+}
+
+/// Runs the stack until the run whose first event `started_by` matches has the gate's verdict
+/// and training-watch's report, and its release went as far as it can here.
+pub async fn wait_for_run(
+    local: &LocalStack,
+    started_by: &(dyn Fn(&Entry) -> bool + Sync),
+    what: &str,
+) -> anyhow::Result<Finished> {
     let store = S3Store::new(aws::s3_client(&local.sdk));
     let ledger = Ledger {
         store: &store,
@@ -155,7 +185,7 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
     let deadline = Instant::now() + RUN_DEADLINE;
     loop {
         let handled = local.pump().await?;
-        if let Some((run_id, entries)) = find_run(&ledger, key).await? {
+        if let Some((run_id, entries)) = find_run(&ledger, started_by).await? {
             let has = |t: &str| entries.iter().any(|e| e.detail_type == t);
             let verdict = entries
                 .iter()
@@ -199,7 +229,10 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
             let ended = entries.iter().find(|e| {
                 matches!(
                     e.detail_type.as_str(),
-                    "DatasetRejected" | "TrainingJobFailed" | "TrainingJobStalled"
+                    "DatasetRejected"
+                        | "TrainingJobFailed"
+                        | "TrainingJobStalled"
+                        | "ImageBuildFailed"
                 )
             });
             if let Some(e) = ended {
@@ -213,8 +246,7 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
         }
         if Instant::now() > deadline {
             bail!(
-                "the run for s3://{}/{key} did not finish within {} s; trainer logs in {}",
-                local.stack.data_bucket,
+                "the run for {what} did not finish within {} s; trainer logs in {}",
                 RUN_DEADLINE.as_secs(),
                 local.logs.display()
             );
@@ -223,6 +255,62 @@ async fn follow(local: &LocalStack, key: &str, body: Vec<u8>) -> anyhow::Result<
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// A data scientist's change to the trainer (a hyperparameter), pushed to the model's source
+/// repository; followed like a data run, from the push to its validated version.
+pub async fn code_run(local: &LocalStack) -> anyhow::Result<Finished> {
+    use crate::port::{CommitSpec, FileChange, GitAuthor, GitRemote, Pushed};
+    let repo = local
+        .trainer_repos
+        .first()
+        .context("the sample pipeline names no model source repository")?;
+    let git = crate::adapter::git::Git2Remote::new(
+        &repo.url,
+        "x-access-token",
+        Some(secrecy::SecretString::from(local.git_token.clone())),
+        &local.work.path().join("git-work-trainer"),
+    )?;
+    let file = "train.py";
+    let before = git
+        .read_file(&repo.branch, file)
+        .await?
+        .with_context(|| format!("{} has no {file}", repo.url))?;
+    let text = String::from_utf8(before.clone()).context("train.py is not UTF-8")?;
+    let (old, new) = ("REGULARIZATION_C = 1.0", "REGULARIZATION_C = 0.5");
+    if !text.contains(old) {
+        bail!("{file} in {} has no line {old:?} to change", repo.url);
+    }
+    let pushed = git
+        .commit(&CommitSpec {
+            branch: repo.branch.clone(),
+            message: "Stronger regularization: C 1.0 -> 0.5\n".into(),
+            author: GitAuthor {
+                name: "A data scientist".into(),
+                email: "ds@localhost".into(),
+            },
+            changes: vec![FileChange {
+                path: file.into(),
+                content: Some(text.replacen(old, new, 1).into_bytes()),
+                expected: Some(Some(before)),
+            }],
+        })
+        .await?;
+    let commit = match pushed {
+        Pushed::Committed { commit, .. } => commit,
+        other => bail!("pushing the code change: {other:?}"),
+    };
+    say(format!(
+        "\npushed {commit} to {} ({model}'s trainer: {old} -> {new}); git-webhook gets the \
+         signed push, build-image \"builds\" it (locally: a checkout of that commit, no image), \
+         and launch-training retrains on the latest ready data with it",
+        repo.url,
+        model = repo.model
+    ))?;
+    let started_by = |e: &Entry| {
+        e.detail_type == "ModelCodePushed" && e.detail["commit"].as_str() == Some(commit.as_str())
+    };
+    wait_for_run(local, &started_by, &format!("commit {commit}")).await
 }
 
 /// The run's timeline, the gate's table and the release commit, if any.
@@ -284,17 +372,14 @@ fn report(local: &LocalStack, run: &Finished) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The run whose data-arrival outcome concerns `key`, once the ledger has it.
+/// The run one of whose events `started_by` matches, once the ledger has it.
 async fn find_run(
     ledger: &Ledger<'_, S3Store>,
-    key: &str,
+    started_by: &(dyn Fn(&Entry) -> bool + Sync),
 ) -> anyhow::Result<Option<(String, Vec<Entry>)>> {
     for run in ledger.recent(20).await? {
         let entries = ledger.timeline(&run.run_id).await?;
-        let ours = entries.iter().any(|e| {
-            matches!(e.detail_type.as_str(), "DatasetReady" | "DatasetRejected")
-                && e.detail["source"]["key"].as_str() == Some(key)
-        });
+        let ours = entries.iter().any(started_by);
         if ours {
             return Ok(Some((run.run_id, entries)));
         }

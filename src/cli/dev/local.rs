@@ -19,6 +19,7 @@ use super::stack::{Routes, Stack, StackSpec, provision};
 use super::webhook::{StaticSecret, serve};
 use super::worker::poll_once;
 use crate::adapter::argocd::ArgoCdClient;
+use crate::adapter::ecr::EcrRegistry;
 use crate::adapter::git::Git2Remote;
 use crate::adapter::local_exec::LocalCluster;
 use crate::adapter::mlflow::MlflowRegistry;
@@ -29,6 +30,7 @@ use crate::config::GitConfig;
 use crate::config::{
     LedgerSettings, PipelineConfig, PollSettings, TrainingSettings, ValidateSettings,
 };
+use crate::lambda::build_image::BuildImageFn;
 use crate::lambda::deploy_sync::DeploySyncFn;
 use crate::lambda::sqs::EventHandler;
 use crate::lambda::{
@@ -87,10 +89,21 @@ pub struct DevFunctions {
     pub ledger: Echo<LedgerFn<S3Store>>,
 }
 
+/// Where the dev stack's training functions reach moto, MLflow and the Git server.
+pub struct DevEndpoints<'a> {
+    pub moto: &'a str,
+    pub mlflow: &'a str,
+    /// The Git server's token (the build clones the trainer repo with it).
+    pub git_token: &'a str,
+}
+
 /// The training functions of the dev stack: the local executor stands in for EKS, and a real
 /// MLflow server for the tracking server and registry.
 pub struct DevTraining {
-    pub launch: LaunchTrainingFn<Arc<LocalCluster>, EventBridgeBus>,
+    /// build-image: the local executor "builds" by checking out the pushed commit; no registry.
+    pub build: BuildImageFn<Arc<LocalCluster>, EcrRegistry, EventBridgeBus>,
+    pub cluster: Arc<LocalCluster>,
+    pub launch: LaunchTrainingFn<Arc<LocalCluster>, EventBridgeBus, S3Store>,
     pub watch: TrainingWatchFn<Arc<LocalCluster>, MlflowRegistry, EventBridgeBus>,
 }
 
@@ -99,11 +112,15 @@ impl DevTraining {
         sdk: &aws_config::SdkConfig,
         stack: &Stack,
         pipeline: PipelineConfig,
-        moto: &str,
-        mlflow: &str,
+        endpoints: DevEndpoints<'_>,
         root: &Path,
         logs: &Path,
     ) -> anyhow::Result<DevTraining> {
+        let DevEndpoints {
+            moto,
+            mlflow,
+            git_token,
+        } = endpoints;
         let python = root.join(".venv/bin/python");
         // The trainer reads s3:// URIs from moto with boto3, which honours AWS_ENDPOINT_URL.
         let env = [
@@ -130,14 +147,27 @@ impl DevTraining {
             cluster_name: "local".into(),
             training_namespace: "training".into(),
             stall_after: Duration::from_secs(1800),
+            build_namespace: "builds".into(),
+            artifact_bucket: Some(stack.artifact_bucket.clone()),
+            state_prefix: "state/".into(),
         };
         let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), &stack.bus);
         Ok(DevTraining {
+            build: BuildImageFn {
+                pipeline: pipeline.clone(),
+                settings: settings.builds(),
+                cluster: cluster.clone(),
+                registry: None,
+                git_token: secrecy::SecretString::from(git_token.to_owned()),
+                bus: bus.clone(),
+            },
+            cluster: cluster.clone(),
             launch: LaunchTrainingFn {
                 pipeline: pipeline.clone(),
                 settings: settings.clone(),
                 cluster: cluster.clone(),
                 bus: bus.clone(),
+                store: S3Store::new(aws::s3_client(sdk)),
             },
             watch: TrainingWatchFn {
                 pipeline,
@@ -149,11 +179,12 @@ impl DevTraining {
         })
     }
 
-    /// One round: the launch queue, then a watch tick.
+    /// One round: the build queue, the launch queue, then a watch tick.
     pub async fn pump(&self, sqs: &aws_sdk_sqs::Client, stack: &Stack) -> anyhow::Result<usize> {
+        let (b, _) = poll_once(sqs, &stack.queue("build-image")?.url, &self.build, 0).await?;
         let (n, _) = poll_once(sqs, &stack.queue("launch-training")?.url, &self.launch, 0).await?;
         let report = self.watch.tick().await?;
-        Ok(n + report.emitted.len())
+        Ok(b + n + report.emitted.len())
     }
 }
 
@@ -300,9 +331,12 @@ pub struct LocalStack {
     /// Receives the manifests repo's pushes: its `post-receive` hook records them in
     /// `push_spool`, and [`LocalStack::pump`] delivers each as a signed GitHub push webhook.
     pub push_receiver: DevPushReceiver,
+    /// The dev token of the Git server (the demo pushes a code change with it).
+    pub git_token: String,
+    /// The models' source repositories served by [`LocalStack::git`].
+    pub trainer_repos: Vec<TrainerRepo>,
     push_secret: Vec<u8>,
-    push_spool: PathBuf,
-    pushes_delivered: std::sync::atomic::AtomicUsize,
+    spools: Vec<PushSpool>,
     pub sqs: aws_sdk_sqs::Client,
     pub logs: PathBuf,
     server: tokio::task::JoinHandle<()>,
@@ -333,7 +367,61 @@ impl LocalStack {
             visibility_timeout_secs: 2,
         };
         let stack = provision(&sdk, &spec, &routes).await?;
-        let pipeline = PipelineConfig::from_yaml(SAMPLE_PIPELINE, "samples/pipeline.yaml")?;
+        let mut pipeline = PipelineConfig::from_yaml(SAMPLE_PIPELINE, "samples/pipeline.yaml")?;
+
+        // The manifests repo and the trainers' source repos: a real Git server, pushed to and
+        // cloned from with a token like a forge.
+        let git_root = work.path().join("git");
+        let manifests_bare = seed_bare_repo(
+            &git_root,
+            "ml-manifests",
+            "main",
+            &root.join("samples/manifests-repo"),
+        )?;
+        let token = format!("dev-{}", uuid::Uuid::new_v4().simple());
+        let git = super::git_http::serve(GitHttpConfig {
+            root: git_root.clone(),
+            credentials: Some(("x-access-token".into(), token.clone())),
+            before_push: None,
+        })
+        .await?;
+        let manifests_repo = format!("{}/ml-manifests.git", git.base);
+        let mut spools = vec![PushSpool {
+            spool: install_push_spool(&manifests_bare)?,
+            bare: manifests_bare.clone(),
+            url: manifests_repo.clone(),
+            delivered: Default::default(),
+        }];
+        // Each model's source repo is served locally, seeded from samples/trainer/.
+        let mut trainer_repos = Vec::new();
+        for (model, m) in pipeline.models.iter_mut() {
+            let Some(src) = m.source.as_mut() else {
+                continue;
+            };
+            let name = src
+                .repo
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("trainer")
+                .trim_end_matches(".git")
+                .to_owned();
+            let bare =
+                seed_bare_repo(&git_root, &name, &src.branch, &root.join("samples/trainer"))?;
+            src.repo = format!("{}/{name}.git", git.base);
+            spools.push(PushSpool {
+                spool: install_push_spool(&bare)?,
+                bare: bare.clone(),
+                url: src.repo.clone(),
+                delivered: Default::default(),
+            });
+            trainer_repos.push(TrainerRepo {
+                model: model.clone(),
+                url: src.repo.clone(),
+                bare,
+                branch: src.branch.clone(),
+            });
+        }
         let functions = DevFunctions::new(&sdk, &stack, pipeline.clone(), work.path());
         let logs = work.path().join("training-logs");
         let registry = DevRegistry::new(&sdk, &stack, pipeline.clone(), &mlflow.endpoint)?;
@@ -341,8 +429,11 @@ impl LocalStack {
             &sdk,
             &stack,
             pipeline.clone(),
-            &moto.endpoint,
-            &mlflow.endpoint,
+            DevEndpoints {
+                moto: &moto.endpoint,
+                mlflow: &mlflow.endpoint,
+                git_token: &token,
+            },
             &root,
             &logs,
         )?;
@@ -375,23 +466,6 @@ impl LocalStack {
         let webhook_url = format!("http://{addr}/mlflow-webhook");
         super::mlflow::register_webhook(&mlflow.endpoint, &webhook_url, &secret).await?;
 
-        // The manifests repo: a real Git server, pushed to with a token like a forge.
-        let git_root = work.path().join("git");
-        let manifests_bare = seed_bare_repo(
-            &git_root,
-            "ml-manifests",
-            "main",
-            &root.join("samples/manifests-repo"),
-        )?;
-        let token = format!("dev-{}", uuid::Uuid::new_v4().simple());
-        let git = super::git_http::serve(GitHttpConfig {
-            root: git_root,
-            credentials: Some(("x-access-token".into(), token.clone())),
-            before_push: None,
-        })
-        .await?;
-        let manifests_repo = format!("{}/ml-manifests.git", git.base);
-        let push_spool = install_push_spool(&manifests_bare)?;
         let mut promote_pipeline = pipeline.clone();
         promote_pipeline.git = Some(GitConfig {
             manifests_repo: manifests_repo.clone(),
@@ -442,6 +516,7 @@ impl LocalStack {
                 &stack.queue("deploy-sync")?.url,
             ),
         };
+        let token_for_demo = token.clone();
         let promote = PromoteModelFn {
             pipeline: promote_pipeline,
             settings: PromoteSettings {
@@ -476,10 +551,11 @@ impl LocalStack {
             manifests_repo,
             manifests_bare,
             git,
+            git_token: token_for_demo,
+            trainer_repos,
             push_receiver,
             push_secret,
-            push_spool,
-            pushes_delivered: Default::default(),
+            spools,
             logs,
             server,
             mlflow,
@@ -514,32 +590,31 @@ impl LocalStack {
         Ok(n + self.functions.pump(&self.sqs, &self.stack).await?)
     }
 
-    /// Delivers the pushes the manifests repo's hook recorded since the last call, each as a
-    /// signed GitHub push webhook to git-webhook; returns how many.
+    /// Delivers the pushes each served repository's hook recorded since the last call, each as
+    /// a signed GitHub push webhook to git-webhook; returns how many.
     async fn deliver_pushes(&self) -> anyhow::Result<usize> {
-        use hmac::{KeyInit, Mac};
+        let mut n = 0;
+        for spool in &self.spools {
+            n += self.deliver_spool(spool).await?;
+        }
+        Ok(n)
+    }
+
+    async fn deliver_spool(&self, s: &PushSpool) -> anyhow::Result<usize> {
         use std::sync::atomic::Ordering;
-        let Ok(spool) = std::fs::read_to_string(&self.push_spool) else {
+        let Ok(spool) = std::fs::read_to_string(&s.spool) else {
             return Ok(0);
         };
         let lines: Vec<&str> = spool.lines().filter(|l| !l.trim().is_empty()).collect();
-        let done = self.pushes_delivered.load(Ordering::SeqCst);
+        let done = s.delivered.load(Ordering::SeqCst);
         for line in lines.iter().skip(done) {
             let mut parts = line.split_whitespace();
             let (Some(old), Some(new), Some(refname)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
-            let body = github_push_payload(
-                &self.manifests_bare,
-                old,
-                new,
-                refname,
-                &self.manifests_repo,
-            )?;
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.push_secret)?;
-            mac.update(&body);
-            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            let body = github_push_payload(&s.bare, old, new, refname, &s.url)?;
+            let signature = self.sign_push(&body)?;
             let delivery = uuid::Uuid::new_v4().to_string();
             let reply = self
                 .push_receiver
@@ -558,9 +633,37 @@ impl LocalStack {
                 anyhow::bail!("git-webhook answered {}: {}", reply.status, reply.message);
             }
         }
-        self.pushes_delivered.store(lines.len(), Ordering::SeqCst);
+        s.delivered.store(lines.len(), Ordering::SeqCst);
         Ok(lines.len() - done.min(lines.len()))
     }
+
+    /// Signs `body` as GitHub would for this stack's git-webhook (the tests redeliver pushes).
+    pub fn sign_push(&self, body: &[u8]) -> anyhow::Result<String> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.push_secret)?;
+        mac.update(body);
+        Ok(format!(
+            "sha256={}",
+            hex::encode(mac.finalize().into_bytes())
+        ))
+    }
+}
+
+/// A served repository whose `post-receive` hook records pushes for [`LocalStack::pump`].
+struct PushSpool {
+    bare: PathBuf,
+    url: String,
+    spool: PathBuf,
+    delivered: std::sync::atomic::AtomicUsize,
+}
+
+/// A model's source repository in the dev stack.
+#[derive(Debug, Clone)]
+pub struct TrainerRepo {
+    pub model: String,
+    pub url: String,
+    pub bare: PathBuf,
+    pub branch: String,
 }
 
 impl Drop for LocalStack {

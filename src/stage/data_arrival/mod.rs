@@ -6,6 +6,9 @@
 //! run id, so a takeover after a crash re-emits under the same run. A redelivery after the event
 //! was put finds the marker `done` and emits nothing. A concurrent duplicate finds a live claim
 //! and asks to be retried later, by which time the marker is done.
+//!
+//! Each ready version also moves the dataset's `latest` pointer ([`crate::stage::latest`]) if it
+//! is newer than the one there (by the source object's arrival time).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +20,7 @@ mod claim;
 
 use super::claim::{Claim, Claims};
 
+use super::latest;
 use super::prepare::{self, Manifest, PrepareError, Prepared};
 use crate::config::{DatasetConfig, PipelineConfig};
 use crate::error::{BusError, Classify, ErrorClass, StoreError};
@@ -91,6 +95,8 @@ pub enum DataArrivalError {
     },
     #[error("preparation task failed")]
     Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Latest(crate::stage::latest::LatestError),
     #[error("claim marker {key} is unreadable")]
     Marker {
         key: String,
@@ -107,6 +113,7 @@ impl Classify for DataArrivalError {
             DataArrivalError::BadEvent(_) => ErrorClass::Transient,
             DataArrivalError::Store(e) => e.class(),
             DataArrivalError::Bus(e) => e.class(),
+            DataArrivalError::Latest(e) => e.class(),
             _ => ErrorClass::Transient,
         }
     }
@@ -168,8 +175,16 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
             }
         };
         let span = tracing::info_span!("dataset", %run_id, %dataset, key = %source.key);
+        let arrived_at = event.time.unwrap_or_else(chrono::Utc::now);
         match self
-            .finish(&run_id, dataset, cfg, &source, &marker_key, &claim_etag)
+            .finish(
+                &run_id,
+                dataset,
+                cfg,
+                &source,
+                (&marker_key, &claim_etag),
+                arrived_at,
+            )
             .instrument(span)
             .await
         {
@@ -198,11 +213,27 @@ impl<S: ObjectStore, B: EventBus> DataArrival<'_, S, B> {
         dataset: &str,
         cfg: &DatasetConfig,
         source: &SourceObject,
-        marker_key: &str,
-        claim_etag: &str,
+        (marker_key, claim_etag): (&str, &str),
+        arrived_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Outcome, DataArrivalError> {
         let (event, outcome) = match self.process(run_id, dataset, cfg, source).await? {
-            Decision::Ready(r) => (BusEvent::new(&r), Outcome::Ready(r)),
+            Decision::Ready(r) => {
+                // Before the event: a code push right after it retrains on this version.
+                let candidate = latest::Latest {
+                    arrived_at,
+                    ready: r.clone(),
+                };
+                let moved = latest::advance(
+                    self.store,
+                    &self.settings.artifact_bucket,
+                    &self.settings.state_prefix,
+                    &candidate,
+                )
+                .await
+                .map_err(DataArrivalError::Latest)?;
+                info!(version = %r.version, moved, "latest pointer");
+                (BusEvent::new(&r), Outcome::Ready(r))
+            }
             Decision::Rejected(r) => (BusEvent::new(&r), Outcome::Rejected(r)),
         };
         let event = event.map_err(|source| DataArrivalError::Marker {

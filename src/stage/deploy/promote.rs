@@ -23,6 +23,9 @@ use crate::stage::claim::{Claim, Claims};
 /// Overrides the reference of a version's weights (any URI the engine loads).
 pub const MODEL_URI_TAG: &str = "mlops.model_uri";
 
+/// The MLflow tag a trainer sets (on its run and version) to the source commit it was built from.
+pub const GIT_COMMIT_TAG: &str = "mlops.git_commit";
+
 #[derive(Debug, Clone)]
 pub struct PromoteSettings {
     pub artifact_bucket: String,
@@ -210,10 +213,25 @@ impl<R: ModelRegistry, G: GitRemote, B: EventBus, S: ObjectStore> PromoteModel<'
                 model_uri: uri.clone(),
             },
         );
+        // A version trained by a code push names its source commit (the trainer's
+        // `mlops.git_commit` tag on the version).
+        let code = self
+            .registry
+            .version(&v.model, &v.version)
+            .await?
+            .and_then(|m| m.tags.get(GIT_COMMIT_TAG).cloned())
+            .filter(|c| !c.trim().is_empty());
+        let (code_line, code_trailer) = match &code {
+            Some(c) => (
+                format!(" Trained from source commit {c}."),
+                format!("Mlops-Git-Commit: {c}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let message = format!(
             "Promote {model} v{version} ({engine}, {app})\n\n\
-             Validated in pipeline run {run}; serves {uri}.\n\n\
-             Mlops-Run-Id: {run}\nMlops-Model: {model}\nMlops-Model-Version: {version}\n",
+             Validated in pipeline run {run}; serves {uri}.{code_line}\n\n\
+             Mlops-Run-Id: {run}\nMlops-Model: {model}\nMlops-Model-Version: {version}\n{code_trailer}",
             model = v.model,
             version = v.version,
             engine = serving.engine.name(),

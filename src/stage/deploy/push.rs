@@ -383,6 +383,95 @@ pub fn applications(pipeline: &PipelineConfig, push: &Push) -> PushOutcome {
     }
 }
 
+/// A model whose trainer code a push changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeChange {
+    pub model: String,
+    /// The push's paths under the model's build context (empty when the forge left the list
+    /// out: the push is then taken as a change).
+    pub changed: Vec<String>,
+}
+
+/// What a push to a repository means for the code-push path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeOutcome {
+    /// The repository is no model's source.
+    NotASource,
+    /// A source repository, but nothing to build (another branch, a deletion, no path under
+    /// any build context, the pipeline's own commit).
+    Ignored(String),
+    /// The models to rebuild at `commit`, the pushed tip.
+    Changes {
+        commit: String,
+        changes: Vec<CodeChange>,
+    },
+}
+
+/// The models whose source repository, branch and build context a push changed.
+pub fn code_changes(pipeline: &PipelineConfig, push: &Push) -> CodeOutcome {
+    let urls: Vec<String> = push
+        .repo_urls
+        .iter()
+        .map(|u| normalize_repo_url(u))
+        .collect();
+    let sources: Vec<(&String, &crate::config::SourceConfig)> = pipeline
+        .models
+        .iter()
+        .filter_map(|(n, m)| m.source.as_ref().map(|s| (n, s)))
+        .filter(|(_, s)| urls.contains(&normalize_repo_url(&s.repo)))
+        .collect();
+    if sources.is_empty() {
+        return CodeOutcome::NotASource;
+    }
+    if push.deleted() {
+        return CodeOutcome::Ignored(format!("{} was deleted", push.ref_));
+    }
+    if !push.commits.is_empty()
+        && push
+            .commits
+            .iter()
+            .all(|c| trailer(&c.message, "Mlops-Run-Id").is_some())
+    {
+        return CodeOutcome::Ignored("the push holds only the pipeline's own commits".into());
+    }
+    let everything = push.truncated || push.commits.is_empty();
+    let mut changes = Vec::new();
+    let mut branches = BTreeSet::new();
+    for (model, src) in sources {
+        if push.ref_ != format!("refs/heads/{}", src.branch) {
+            branches.insert(src.branch.as_str());
+            continue;
+        }
+        let changed: BTreeSet<&String> = push
+            .commits
+            .iter()
+            .flat_map(|c| &c.paths)
+            .filter(|p| src.concerns(p))
+            .collect();
+        if everything || !changed.is_empty() {
+            changes.push(CodeChange {
+                model: model.clone(),
+                changed: changed.into_iter().cloned().collect(),
+            });
+        }
+    }
+    if changes.is_empty() {
+        return CodeOutcome::Ignored(if branches.is_empty() {
+            "the push changes no model's build context or Dockerfile".into()
+        } else {
+            format!(
+                "a push to {}, not a source branch ({})",
+                push.ref_,
+                branches.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        });
+    }
+    CodeOutcome::Changes {
+        commit: push.after.clone(),
+        changes,
+    }
+}
+
 /// The value of a `Key: value` trailer in the last paragraph of a commit message.
 pub fn trailer(message: &str, key: &str) -> Option<String> {
     let last = message.trim_end().rsplit("\n\n").next()?;
@@ -395,6 +484,133 @@ pub fn trailer(message: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SOURCES: &str = r#"
+datasets: {}
+git: {manifests_repo: "https://github.com/example/ml-manifests.git"}
+models:
+  fraud-detection:
+    training: {image: x}
+    source: {repo: "https://github.com/example/fraud-trainer.git", image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer"}
+  churn:
+    training: {image: x}
+    source: {repo: "https://github.com/example/models.git", branch: release, context: churn/trainer, dockerfile: docker/Dockerfile, image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn"}
+  ranker:
+    training: {image: x}
+    source: {repo: "https://github.com/example/models.git", branch: release, context: ranker, image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/ranker"}
+"#;
+
+    fn push(url: &str, ref_: &str, paths: &[&[&str]]) -> Push {
+        Push {
+            repo_urls: vec![url.into()],
+            ref_: ref_.into(),
+            after: "a".repeat(40),
+            commits: paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PushCommit {
+                    id: format!("{i}"),
+                    message: "change".into(),
+                    paths: p.iter().map(|s| (*s).to_owned()).collect(),
+                })
+                .collect(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_push_is_a_code_change_only_under_a_models_context_on_its_branch() {
+        let p = PipelineConfig::from_yaml(SOURCES, "t").expect("config");
+        let trainer = "https://github.com/example/fraud-trainer.git";
+        let models = "git@github.com:example/models.git";
+        let monorepo = "https://GitHub.com/example/models";
+        let changed = |o: CodeOutcome| match o {
+            CodeOutcome::Changes { changes, commit } => {
+                assert_eq!(commit, "a".repeat(40));
+                changes
+                    .into_iter()
+                    .map(|c| (c.model, c.changed))
+                    .collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        // A context of `.`: any path.
+        assert_eq!(
+            changed(code_changes(
+                &p,
+                &push(trainer, "refs/heads/main", &[&["train.py"]])
+            )),
+            [("fraud-detection".to_owned(), vec!["train.py".to_owned()])]
+        );
+        // A monorepo: each model its own context and Dockerfile, over several commits.
+        assert_eq!(
+            changed(code_changes(
+                &p,
+                &push(
+                    monorepo,
+                    "refs/heads/release",
+                    &[
+                        &["churn/trainer/fit.py", "README.md"],
+                        &["churn/trainer/docker/Dockerfile", "ranker/model.py"]
+                    ]
+                )
+            )),
+            [
+                (
+                    "churn".to_owned(),
+                    vec![
+                        "churn/trainer/docker/Dockerfile".to_owned(),
+                        "churn/trainer/fit.py".to_owned()
+                    ]
+                ),
+                ("ranker".to_owned(), vec!["ranker/model.py".to_owned()])
+            ]
+        );
+        // A sibling directory whose name starts like the context is not the context.
+        assert!(matches!(
+            code_changes(
+                &p,
+                &push(
+                    monorepo,
+                    "refs/heads/release",
+                    &[&["churn/trainer-old/x.py", "rankers/y"]]
+                )
+            ),
+            CodeOutcome::Ignored(_)
+        ));
+        // Another branch, a deletion, the pipeline's own commits: ignored, with why.
+        let CodeOutcome::Ignored(why) =
+            code_changes(&p, &push(trainer, "refs/heads/dev", &[&["train.py"]]))
+        else {
+            panic!()
+        };
+        assert!(why.contains("refs/heads/dev"), "{why}");
+        let mut deleted = push(trainer, "refs/heads/main", &[]);
+        deleted.after = "0".repeat(40);
+        assert!(matches!(
+            code_changes(&p, &deleted),
+            CodeOutcome::Ignored(_)
+        ));
+        let mut ours = push(trainer, "refs/heads/main", &[&["train.py"]]);
+        ours.commits[0].message = "Bump\n\nMlops-Run-Id: run-1\n".into();
+        assert!(matches!(code_changes(&p, &ours), CodeOutcome::Ignored(_)));
+        // A forge that left the commit list out: every model of the repo is rebuilt.
+        let mut truncated = push(models, "refs/heads/release", &[]);
+        truncated.truncated = true;
+        assert_eq!(changed(code_changes(&p, &truncated)).len(), 2);
+        // Not a source repo at all: the manifests path decides.
+        assert_eq!(
+            code_changes(
+                &p,
+                &push(
+                    "https://github.com/example/ml-manifests.git",
+                    "refs/heads/main",
+                    &[&["a"]]
+                )
+            ),
+            CodeOutcome::NotASource
+        );
+    }
 
     #[test]
     fn githubs_published_test_vector_verifies() {

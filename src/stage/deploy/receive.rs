@@ -1,4 +1,6 @@
-//! `git-webhook`: a push to the manifests repo in, `GitPushed` out, an HTTP status back.
+//! `git-webhook`: a push to the manifests repo in, `GitPushed` out, an HTTP status back; a push
+//! to a model's source repository that changes its build context, `ModelCodePushed` out (one per
+//! model; other branches and unrelated paths are ignored with a log line).
 //!
 //! 401 for a missing or wrong signature/token, 415 for a form-encoded body, 413 over the body
 //! limit, 400 for a malformed one (nothing emitted for any of them); 200 for `ping`; 202 for
@@ -11,11 +13,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::push::{
-    Forge, PushHeaders, PushOutcome, PushRefusal, applications, parse_push, trailer, verify,
+    CodeOutcome, Forge, PushHeaders, PushOutcome, PushRefusal, applications, code_changes,
+    parse_push, trailer, verify,
 };
 use crate::config::PipelineConfig;
 use crate::error::BoxError;
-use crate::event::{BusEvent, GitPushed, SCHEMA_VERSION, new_run_id};
+use crate::event::{BusEvent, GitPushed, ModelCodePushed, SCHEMA_VERSION, new_run_id};
 use crate::port::{EventBus, ObjectStore};
 use crate::stage::claim::{Claim, Claims};
 use crate::stage::registry::receive::Reply;
@@ -108,6 +111,18 @@ impl<K: SecretSource, B: EventBus, S: ObjectStore> PushReceiver<K, B, S> {
             Ok(p) => p,
             Err(r) => return reply(r.status(), r.to_string()),
         };
+        match code_changes(&self.pipeline, &push) {
+            CodeOutcome::NotASource => {}
+            CodeOutcome::Ignored(why) => {
+                tracing::info!(%why, "code push ignored");
+                return reply(202, why);
+            }
+            CodeOutcome::Changes { commit, changes } => {
+                return self
+                    .code_pushed(&verified.delivery, &push, commit, changes)
+                    .await;
+            }
+        }
         let (apps, revision, run_id, releases) = match applications(&self.pipeline, &push) {
             PushOutcome::Ignored(why) => {
                 tracing::info!(%why, "push ignored");
@@ -180,6 +195,92 @@ impl<K: SecretSource, B: EventBus, S: ObjectStore> PushReceiver<K, B, S> {
         }
         reply(202, "GitPushed emitted")
     }
+
+    fn claims(&self) -> Claims<'_, S> {
+        Claims {
+            store: &self.store,
+            bucket: &self.settings.artifact_bucket,
+            lease: self.settings.claim_lease,
+        }
+    }
+
+    fn delivery_key(&self, delivery: &str) -> String {
+        let mut hash = Sha256::new();
+        hash.update(delivery.as_bytes());
+        format!(
+            "{}git-webhook/deliveries/{}.json",
+            self.settings.state_prefix,
+            hex::encode(hash.finalize())
+        )
+    }
+
+    /// A push to models' source repositories: one `ModelCodePushed` per model, once per
+    /// delivery (the same claim as a manifests push).
+    async fn code_pushed(
+        &self,
+        delivery: &str,
+        push: &super::push::Push,
+        commit: String,
+        changes: Vec<super::push::CodeChange>,
+    ) -> Reply {
+        let delivery = if delivery.is_empty() {
+            commit.clone()
+        } else {
+            delivery.to_owned()
+        };
+        let key = self.delivery_key(&delivery);
+        let claims = self.claims();
+        let (etag, run_id) = match claims.claim(&key, &new_run_id()).await {
+            Ok(Claim::Owned { etag, run_id }) => (etag, run_id),
+            Ok(Claim::Done { .. }) => return reply(200, "delivery already processed"),
+            Ok(Claim::Busy { .. }) => return reply(503, "the same delivery is in flight"),
+            Err(e) => return reply(503, format!("claiming the delivery: {e}")),
+        };
+        let several = changes.len() > 1;
+        let mut events = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let repo = self
+                .pipeline
+                .models
+                .get(&c.model)
+                .and_then(|m| m.source.as_ref())
+                .map(|s| s.repo.clone())
+                .unwrap_or_default();
+            let detail = ModelCodePushed {
+                schema_version: SCHEMA_VERSION.into(),
+                // One pipeline run per model a push changes.
+                run_id: if several {
+                    format!("{run_id}-{i}")
+                } else {
+                    run_id.clone()
+                },
+                model: c.model.clone(),
+                repo,
+                ref_: push.ref_.clone(),
+                commit: commit.clone(),
+                changed: c.changed.clone(),
+                delivery_id: delivery.clone(),
+            };
+            match BusEvent::new(&detail) {
+                Ok(e) => events.push(e),
+                Err(e) => return reply(500, format!("encoding the event: {e}")),
+            }
+        }
+        if let Err(e) = self.bus.put(&events).await {
+            if let Err(re) = claims.release(&key, &etag, &run_id).await {
+                tracing::warn!(error = %re, "releasing the delivery claim failed");
+            }
+            return reply(503, format!("putting the events: {e}"));
+        }
+        if let Err(e) = claims.finish(&key, &etag, &run_id, "ModelCodePushed").await {
+            tracing::warn!(error = %e, "recording the delivery failed");
+        }
+        let models: Vec<&str> = changes.iter().map(|c| c.model.as_str()).collect();
+        reply(
+            202,
+            format!("ModelCodePushed emitted for {}", models.join(", ")),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +298,8 @@ git: {manifests_repo: "https://github.com/example/ml-manifests.git", branch: mai
 models:
   fraud-detection:
     serving: {engine: mlflow, manifests_path: deployments/mlflow/fraud-detection, argocd_app: fraud-detection}
+    training: {image: x}
+    source: {repo: "https://github.com/example/fraud-trainer.git", context: src, image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer"}
 "#;
 
     fn receiver() -> PushReceiver<StaticSecret, MemoryBus, MemoryStore> {
@@ -249,6 +352,61 @@ models:
             ..Default::default()
         };
         r.receive(&h, body).await.status
+    }
+
+    fn code_push(paths: &[&str]) -> Vec<u8> {
+        serde_json::json!({
+            "ref": "refs/heads/main",
+            "before": "1111111111111111111111111111111111111111",
+            "after": "3333333333333333333333333333333333333333",
+            "commits": [{"id": "3333333333333333333333333333333333333333", "message": "Tune C",
+                         "added": [], "removed": [], "modified": paths}],
+            "repository": {"clone_url": "https://github.com/example/fraud-trainer.git"},
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_code_push_is_one_model_code_pushed_per_delivery() {
+        let r = receiver();
+        r.load_secret().await.expect("secret");
+        let body = code_push(&["src/train.py", "README.md"]);
+        let sig = sign(&body);
+        // Same checks as a manifests push: unsigned and mis-signed are refused.
+        assert_eq!(deliver(&r, "push", "c1", &body, None).await, 401);
+        assert_eq!(
+            deliver(&r, "push", "c1", &body, Some(&sign(b"other"))).await,
+            401
+        );
+        assert_eq!(deliver(&r, "push", "c1", &body, Some(&sig)).await, 202);
+        assert_eq!(deliver(&r, "push", "c1", &body, Some(&sig)).await, 200);
+        let events = r.bus.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].detail_type, "ModelCodePushed");
+        assert_eq!(events[0].source, "mlops.git-webhook");
+        let e: ModelCodePushed = serde_json::from_value(events[0].detail.clone()).expect("detail");
+        assert_eq!(e.model, "fraud-detection");
+        assert_eq!(e.commit, "3".repeat(40));
+        assert_eq!(e.changed, ["src/train.py"]);
+        assert_eq!(e.delivery_id, "c1");
+        // Outside the context: a log line and 202, nothing on the bus.
+        let docs = code_push(&["README.md"]);
+        assert_eq!(
+            deliver(&r, "push", "c2", &docs, Some(&sign(&docs))).await,
+            202
+        );
+        assert_eq!(r.bus.events().len(), 1);
+    }
+
+    #[test]
+    fn a_source_repo_that_is_the_manifests_repo_is_refused() {
+        let text = CONFIG.replace(
+            "https://github.com/example/fraud-trainer.git",
+            "https://github.com/example/ml-manifests",
+        );
+        let err = PipelineConfig::from_yaml(&text, "t").expect_err("refused");
+        assert!(err.to_string().contains("never both"), "{err}");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! `launch-training`: on `DatasetReady`, applies the model's training workload and emits
-//! `TrainingJobSubmitted`.
+//! `launch-training`: on `DatasetReady` (new data) or `ImageBuilt` (new code: the model's
+//! latest ready dataset version with the new image, by digest), applies the model's training
+//! workload and emits `TrainingJobSubmitted`.
 //!
 //! Idempotency: the workload's name comes from the model and dataset version, so a redelivered
 //! event finds the workload it created; the `mlops.dev/submitted` annotation, set after the event
@@ -12,10 +13,11 @@ use super::{ANN_SUBMITTED, placement, workload};
 use crate::config::{PipelineConfig, TrainingSettings};
 use crate::error::{BusError, Classify, ErrorClass};
 use crate::event::{
-    BusEvent, ConditionSummary, DatasetReady, SCHEMA_VERSION, TrainingJobFailed,
+    BusEvent, ConditionSummary, DatasetReady, ImageBuilt, SCHEMA_VERSION, TrainingJobFailed,
     TrainingJobSubmitted, WorkloadRef,
 };
-use crate::port::{Cluster, ClusterError, EventBus, WorkloadState};
+use crate::port::{Cluster, ClusterError, EventBus, ObjectStore, WorkloadState};
+use crate::stage::latest;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Launched {
@@ -38,6 +40,8 @@ pub enum LaunchError {
     Bus(#[from] BusError),
     #[error("encoding the event")]
     Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Latest(latest::LatestError),
 }
 
 impl Classify for LaunchError {
@@ -45,31 +49,140 @@ impl Classify for LaunchError {
         match self {
             LaunchError::Cluster(e) => e.class(),
             LaunchError::Bus(e) => e.class(),
+            LaunchError::Latest(e) => e.class(),
             _ => ErrorClass::Transient,
         }
     }
 }
 
-pub struct LaunchTraining<'a, C, B> {
+pub struct LaunchTraining<'a, C, B, S> {
     pub pipeline: &'a PipelineConfig,
     pub settings: &'a TrainingSettings,
     pub cluster: &'a C,
     pub bus: &'a B,
+    /// Where data-arrival's `latest` pointers are (read on `ImageBuilt`).
+    pub store: &'a S,
 }
 
-impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
+impl<C: Cluster, B: EventBus, S: ObjectStore> LaunchTraining<'_, C, B, S> {
     pub async fn handle(
         &self,
         event: &EventBridgeEvent<serde_json::Value>,
     ) -> Result<Launched, LaunchError> {
-        if event.detail_type != "DatasetReady" {
-            return Ok(Launched::Ignored(format!(
-                "{} is not DatasetReady",
-                event.detail_type
-            )));
+        match event.detail_type.as_str() {
+            "DatasetReady" => {
+                let ready: DatasetReady =
+                    serde_json::from_value(event.detail.clone()).map_err(LaunchError::BadEvent)?;
+                self.launch(&ready, None).await
+            }
+            "ImageBuilt" => {
+                let built: ImageBuilt =
+                    serde_json::from_value(event.detail.clone()).map_err(LaunchError::BadEvent)?;
+                self.retrain(&built).await
+            }
+            other => Ok(Launched::Ignored(format!(
+                "{other} is neither DatasetReady nor ImageBuilt"
+            ))),
         }
-        let ready: DatasetReady =
-            serde_json::from_value(event.detail.clone()).map_err(LaunchError::BadEvent)?;
+    }
+
+    /// A code change: the model's latest ready dataset version, trained with the new image.
+    async fn retrain(&self, built: &ImageBuilt) -> Result<Launched, LaunchError> {
+        let Some(model_cfg) = self.pipeline.models.get(&built.model) else {
+            return Ok(Launched::Ignored(format!(
+                "model {} is not in the pipeline config",
+                built.model
+            )));
+        };
+        let datasets: Vec<&str> = match model_cfg.source.as_ref().and_then(|s| s.dataset.as_deref())
+        {
+            Some(d) => vec![d],
+            None => self
+                .pipeline
+                .datasets
+                .iter()
+                .filter(|(_, d)| d.model.as_deref() == Some(built.model.as_str()))
+                .map(|(n, _)| n.as_str())
+                .collect(),
+        };
+        let mut newest: Option<latest::Latest> = None;
+        if let Some(bucket) = &self.settings.artifact_bucket {
+            for d in &datasets {
+                let l = latest::read(self.store, bucket, &self.settings.state_prefix, d)
+                    .await
+                    .map_err(LaunchError::Latest)?;
+                if let Some(l) = l
+                    && newest.as_ref().is_none_or(|n| l.arrived_at > n.arrived_at)
+                {
+                    newest = Some(l);
+                }
+            }
+        }
+        let Some(newest) = newest else {
+            let message = if self.settings.artifact_bucket.is_none() {
+                "launch-training has no ARTIFACT_BUCKET: it cannot read the latest dataset versions"
+                    .to_owned()
+            } else {
+                format!(
+                    "no ready version of {} yet: a code change retrains on the latest ready data, so drop data first",
+                    if datasets.is_empty() {
+                        "any dataset naming this model".to_owned()
+                    } else {
+                        datasets.join(", ")
+                    }
+                )
+            };
+            let (cluster, namespace) = model_cfg
+                .training
+                .as_ref()
+                .map(|t| placement(t, self.settings))
+                .unwrap_or_else(|| {
+                    (
+                        self.settings.cluster_name.clone(),
+                        self.settings.training_namespace.clone(),
+                    )
+                });
+            let failed = TrainingJobFailed {
+                schema_version: SCHEMA_VERSION.into(),
+                run_id: built.run_id.clone(),
+                model: built.model.clone(),
+                dataset_version: String::new(),
+                workload: WorkloadRef {
+                    kind: "Job".into(),
+                    api_version: "batch/v1".into(),
+                    cluster,
+                    namespace,
+                    name: String::new(),
+                },
+                condition: ConditionSummary {
+                    type_: "Failed".into(),
+                    reason: Some("NoDataset".into()),
+                    message: Some(message),
+                },
+                duration_seconds: None,
+            };
+            return self.emit(Launched::Failed(failed)).await;
+        };
+        let mut ready = newest.ready;
+        ready.run_id = built.run_id.clone();
+        ready.model = Some(built.model.clone());
+        let repository = built
+            .image
+            .rsplit_once(':')
+            .filter(|(r, _)| !r.ends_with('/') && !r.is_empty())
+            .map_or(built.image.as_str(), |(r, _)| r);
+        let image = workload::TrainImage {
+            reference: format!("{repository}@{}", built.digest),
+            commit: built.commit.clone(),
+        };
+        self.launch(&ready, Some(&image)).await
+    }
+
+    async fn launch(
+        &self,
+        ready: &DatasetReady,
+        image: Option<&workload::TrainImage>,
+    ) -> Result<Launched, LaunchError> {
         let fail = |model: &str, workload: WorkloadRef, reason: &str, message: String| {
             Launched::Failed(TrainingJobFailed {
                 schema_version: SCHEMA_VERSION.into(),
@@ -85,7 +198,7 @@ impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
                 duration_seconds: None,
             })
         };
-        let (model, _cfg, w) = match plan(self.pipeline, self.settings, &ready) {
+        let (model, _cfg, w) = match plan(self.pipeline, self.settings, ready, image) {
             Ok(p) => p,
             Err(PlanError::NoModel(why)) => return Ok(Launched::Ignored(why)),
             Err(PlanError::UnknownModel { model, reference }) => {
@@ -128,6 +241,8 @@ impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
             dataset: ready.dataset.clone(),
             dataset_version: ready.version.clone(),
             workload: reference,
+            image: image.map(|i| i.reference.clone()),
+            git_commit: image.map(|i| i.commit.clone()),
         };
         let out = self.emit(Launched::Submitted(submitted)).await?;
         // Mark it reported, unconditionally (the controller may have updated it since); losing
@@ -146,7 +261,10 @@ impl<C: Cluster, B: EventBus> LaunchTraining<'_, C, B> {
     }
 
     /// The workload as it was before this call (`None` when this call created it).
-    async fn submit(&self, w: &workload::Workload) -> Result<Option<WorkloadState>, ClusterError> {
+    async fn submit(
+        &self,
+        w: &crate::port::workload::Workload,
+    ) -> Result<Option<WorkloadState>, ClusterError> {
         match self
             .cluster
             .get(w.kind, &w.cluster, &w.namespace, &w.name)
@@ -190,11 +308,12 @@ pub fn plan<'p>(
     pipeline: &'p PipelineConfig,
     settings: &TrainingSettings,
     ready: &DatasetReady,
+    image: Option<&workload::TrainImage>,
 ) -> Result<
     (
         String,
         &'p crate::config::TrainingConfig,
-        workload::Workload,
+        crate::port::workload::Workload,
     ),
     PlanError,
 > {
@@ -232,7 +351,7 @@ pub fn plan<'p>(
         api_version: cfg.kind.api_version().into(),
         cluster: cluster.clone(),
         namespace: namespace.clone(),
-        name: workload::workload_name(&model, &ready.version),
+        name: workload::training_name(&model, &ready.version, image),
     };
     let target = workload::Target {
         model: &model,
@@ -241,6 +360,7 @@ pub fn plan<'p>(
         mlflow_tracking_uri: &settings.mlflow_tracking_uri,
         cluster,
         namespace,
+        image,
     };
     match workload::build(cfg, &target) {
         Ok(w) => Ok((model, cfg, w)),

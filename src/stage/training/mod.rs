@@ -6,7 +6,7 @@ pub mod launch;
 pub mod watch;
 pub mod workload;
 
-pub use workload::{InvalidSpec, Target, Workload, build, workload_name};
+pub use workload::{InvalidSpec, Target, build};
 
 use crate::config::{PipelineConfig, TrainingConfig, TrainingSettings};
 

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::launch::{LaunchTraining, Launched};
 use super::watch::TrainingWatch;
 use super::{ANN_REPORTED, ANN_SUBMITTED};
-use crate::adapter::memory::{MemoryBus, MemoryCluster, MemoryRegistry};
+use crate::adapter::memory::{MemoryBus, MemoryCluster, MemoryRegistry, MemoryStore};
 use crate::config::{PipelineConfig, TrainingSettings, WorkloadKind};
 use crate::port::{Condition, PendingPod, WorkloadState};
 
@@ -26,6 +26,9 @@ fn settings() -> TrainingSettings {
         cluster_name: "ml-prod".into(),
         training_namespace: "training".into(),
         stall_after: Duration::from_secs(1800),
+        build_namespace: "builds".into(),
+        artifact_bucket: None,
+        state_prefix: "state/".into(),
     }
 }
 
@@ -52,6 +55,7 @@ async fn launch_applies_once_and_emits_once() {
         settings: &s,
         cluster: &cluster,
         bus: &bus,
+        store: &MemoryStore::default(),
     };
     let Launched::Submitted(sub) = stage.handle(&ready_event()).await.expect("handled") else {
         panic!("not submitted")
@@ -100,6 +104,7 @@ async fn launch_failures_are_events() {
         settings: &s,
         cluster: &cluster,
         bus: &bus,
+        store: &MemoryStore::default(),
     };
     let mut ev = ready_event();
     ev.detail["model"] = "m".into();
@@ -122,6 +127,7 @@ async fn launch_failures_are_events() {
         settings: &s,
         cluster: &cluster,
         bus: &bus,
+        store: &MemoryStore::default(),
     };
     let Launched::Failed(f) = stage.handle(&ready_event()).await.expect("handled") else {
         panic!("not failed")
@@ -422,7 +428,7 @@ async fn pending_pods_past_the_limit_stall_once() {
 /// version), and distinct pairs never share a name.
 #[test]
 fn workload_names_are_valid_and_injective() {
-    use super::workload::{is_dns_label, workload_name};
+    use crate::port::workload::{is_dns_label, workload_name};
     // The readable form, kept for what data-arrival produces.
     assert_eq!(
         workload_name("fraud-detector", "9c1e4b7a2d3f5e60"),

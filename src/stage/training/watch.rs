@@ -1,6 +1,8 @@
-//! `training-watch` (every minute): finds the workloads `launch-training` created, by label, and
-//! emits exactly one terminal event per workload, `TrainingJobSucceeded` or `TrainingJobFailed`,
-//! and one `TrainingJobStalled` when its pods stay Pending too long (no GPU capacity).
+//! `training-watch` (every minute): the one watcher of every workload the pipeline launches.
+//! It finds them by label and emits exactly one terminal event per workload: for training
+//! workloads (`launch-training`) `TrainingJobSucceeded` or `TrainingJobFailed`, and one
+//! `TrainingJobStalled` when its pods stay Pending too long (no GPU capacity); for image builds
+//! (`build-image`, label `mlops.dev/purpose=image-build`) `ImageBuilt` or `ImageBuildFailed`.
 //!
 //! Exactly once across repeated ticks and concurrent invocations: a workload is first claimed by
 //! an annotation written with its `resourceVersion` (a concurrent claimer gets 409 Conflict), the
@@ -15,15 +17,16 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{info, warn};
 
-use super::workload::{
-    ANN_DATASET_VERSION, ANN_MODEL, ANN_RUN_ID, LABEL_DATASET_VERSION, LABEL_MODEL, LABEL_RUN_ID,
-};
 use super::{ANN_REPORTED, ANN_STALLED, placements};
 use crate::config::{PipelineConfig, TrainingSettings, WorkloadKind};
 use crate::error::BusError;
 use crate::event::{
-    BusEvent, ConditionSummary, SCHEMA_VERSION, TrainingJobFailed, TrainingJobStalled,
-    TrainingJobSucceeded, WorkloadRef,
+    BusEvent, ConditionSummary, ImageBuildFailed, ImageBuilt, SCHEMA_VERSION, TrainingJobFailed,
+    TrainingJobStalled, TrainingJobSucceeded, WorkloadRef,
+};
+use crate::port::workload::{
+    ANN_DATASET_VERSION, ANN_GIT_COMMIT, ANN_IMAGE, ANN_MODEL, ANN_RUN_ID, LABEL_DATASET_VERSION,
+    LABEL_MODEL, LABEL_RUN_ID, Purpose,
 };
 use crate::port::{Cluster, ClusterError, EventBus, Registry, RegistryError, WorkloadState};
 use crate::stage::{lease_expired, now_rfc3339};
@@ -71,8 +74,22 @@ pub struct TrainingWatch<'a, C, R, B> {
 impl<C: Cluster, R: Registry, B: EventBus> TrainingWatch<'_, C, R, B> {
     pub async fn tick(&self) -> Result<TickReport, WatchError> {
         let mut report = TickReport::default();
+        // Training workloads of every kind, and image builds (Jobs), each (cluster, namespace,
+        // kind) listed once even when builds and training share a namespace.
+        let mut lists = std::collections::BTreeSet::new();
         for (cluster, namespace) in placements(self.pipeline, self.settings) {
             for kind in WorkloadKind::ALL {
+                lists.insert((cluster.clone(), namespace.clone(), kind.kind()));
+            }
+        }
+        for (cluster, namespace) in
+            crate::stage::build::placements(self.pipeline, &self.settings.builds())
+        {
+            lists.insert((cluster, namespace, WorkloadKind::Job.kind()));
+        }
+        for (cluster, namespace, kind) in lists {
+            let kind = WorkloadKind::from_kind(kind).unwrap_or_default();
+            {
                 for w in self.cluster.list(kind, &cluster, &namespace).await? {
                     report.workloads += 1;
                     match self.check(&w).await {
@@ -92,6 +109,9 @@ impl<C: Cluster, R: Registry, B: EventBus> TrainingWatch<'_, C, R, B> {
     }
 
     async fn check(&self, w: &WorkloadState) -> Result<Option<BusEvent>, WatchError> {
+        if Purpose::of(&w.labels) == Purpose::ImageBuild {
+            return self.check_build(w).await;
+        }
         if let Some(t) = terminal(w) {
             if !self.claim(w, ANN_REPORTED).await? {
                 return Ok(None);
@@ -140,6 +160,65 @@ impl<C: Cluster, R: Registry, B: EventBus> TrainingWatch<'_, C, R, B> {
         }
         .await;
         self.settle(w, ANN_STALLED, result).await
+    }
+
+    /// An image build: `ImageBuilt` with the digest BuildKit wrote to the termination message,
+    /// or `ImageBuildFailed` with the message and the end of the log. Exactly once, as for
+    /// training workloads.
+    async fn check_build(&self, w: &WorkloadState) -> Result<Option<BusEvent>, WatchError> {
+        let Some(t) = terminal(w) else {
+            return Ok(None);
+        };
+        if !self.claim(w, ANN_REPORTED).await? {
+            return Ok(None);
+        }
+        let result = async {
+            let report = self.cluster.pod_report(w).await?.unwrap_or_default();
+            let digest = report
+                .termination_message
+                .as_deref()
+                .and_then(crate::stage::build::job::digest_from_metadata);
+            let ann = |k: &str| w.annotations.get(k).cloned().unwrap_or_default();
+            let event = match (t, digest) {
+                (Terminal::Succeeded, Some(digest)) => BusEvent::new(&ImageBuilt {
+                    schema_version: SCHEMA_VERSION.into(),
+                    run_id: run_id(w),
+                    model: model(w),
+                    commit: ann(ANN_GIT_COMMIT),
+                    image: ann(ANN_IMAGE),
+                    digest,
+                    workload: Some(reference(w)),
+                }),
+                (t, _) => {
+                    let mut c = condition(w, "Failed");
+                    if t == Terminal::Succeeded {
+                        c = ConditionSummary {
+                            type_: "Failed".into(),
+                            reason: Some("NoDigest".into()),
+                            message: Some(
+                                "the build completed but its termination message holds no containerimage.digest (BuildKit's --metadata-file)".into(),
+                            ),
+                        };
+                    }
+                    BusEvent::new(&ImageBuildFailed {
+                        schema_version: SCHEMA_VERSION.into(),
+                        run_id: run_id(w),
+                        model: model(w),
+                        commit: ann(ANN_GIT_COMMIT),
+                        image: ann(ANN_IMAGE),
+                        workload: reference(w),
+                        condition: c,
+                        termination_message: report.termination_message.clone(),
+                        log_tail: report.log_tail.clone(),
+                    })
+                }
+            }
+            .map_err(WatchError::Encode)?;
+            self.bus.put(std::slice::from_ref(&event)).await?;
+            Ok::<_, WatchError>(event)
+        }
+        .await;
+        self.settle(w, ANN_REPORTED, result).await
     }
 
     /// Claims the workload for reporting under `key`; false when it is reported or claimed.

@@ -22,17 +22,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{TrainingConfig, WorkloadKind};
 use crate::event::DatasetReady;
+use crate::port::workload::{
+    ANN_DATASET_VERSION, ANN_GIT_COMMIT, ANN_IMAGE, ANN_MODEL, ANN_RUN_ID, LABEL_DATASET,
+    LABEL_DATASET_VERSION, LABEL_GIT_COMMIT, LABEL_MODEL, LABEL_PURPOSE, LABEL_RUN_ID,
+    LABEL_WORKLOAD, MANAGED_BY, Purpose, Workload, label_value, workload_name,
+};
 
-/// Labels every workload (and its pods) carries.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "mlops");
-pub const LABEL_RUN_ID: &str = "mlops.dev/run-id";
-pub const LABEL_MODEL: &str = "mlops.dev/model";
-pub const LABEL_DATASET: &str = "mlops.dev/dataset";
-pub const LABEL_DATASET_VERSION: &str = "mlops.dev/dataset-version";
-pub const LABEL_WORKLOAD: &str = "mlops.dev/workload";
-pub const ANN_RUN_ID: &str = "mlops.dev/run-id";
-pub const ANN_MODEL: &str = "mlops.dev/model";
-pub const ANN_DATASET_VERSION: &str = "mlops.dev/dataset-version";
 const GPU: &str = "nvidia.com/gpu";
 
 /// Everything the builder needs besides the model's config.
@@ -44,30 +39,25 @@ pub struct Target<'a> {
     pub mlflow_tracking_uri: &'a str,
     pub cluster: String,
     pub namespace: String,
+    /// A code run's image (otherwise `training.image`).
+    pub image: Option<&'a TrainImage>,
 }
 
-/// A workload ready to be applied.
+/// The image a code change built: the trainer runs it by digest.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Workload {
-    pub kind: WorkloadKind,
-    pub cluster: String,
-    pub namespace: String,
-    pub name: String,
-    /// The object as applied (apiVersion, kind, metadata, spec).
-    pub object: serde_json::Value,
-    /// The trainer's environment (also inside `object`); the local executor uses it directly.
-    pub env: Vec<(String, String)>,
+pub struct TrainImage {
+    /// `<repository>@sha256:…`.
+    pub reference: String,
+    pub commit: String,
 }
 
-impl Workload {
-    pub fn reference(&self) -> crate::event::WorkloadRef {
-        crate::event::WorkloadRef {
-            kind: self.kind.kind().into(),
-            api_version: self.kind.api_version().into(),
-            cluster: self.cluster.clone(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
+/// The workload's name: from (model, dataset version) for a data run, and from (model,
+/// dataset version, image) for a code run, so a code change and a data change never collide
+/// and the same (version, image) never trains twice.
+pub fn training_name(model: &str, version: &str, image: Option<&TrainImage>) -> String {
+    match image {
+        None => workload_name(model, version),
+        Some(i) => workload_name(model, &format!("{version}@{}", i.reference)),
     }
 }
 
@@ -78,79 +68,6 @@ pub struct InvalidSpec {
     pub message: String,
 }
 
-/// A DNS-1035 label (≤ 63 chars, `[a-z]([-a-z0-9]*[a-z0-9])?`) from the model name and dataset
-/// version, so a redelivered `DatasetReady` names the same workload, and distinct (model,
-/// version) pairs name distinct workloads.
-///
-/// The readable `<model>-<version>` is used when it is exact: the model is already a DNS label
-/// and the version is a dataset version as data-arrival makes them (16 hex digits), so the
-/// split is unambiguous. Anything else (upper case, other characters, long names, versions from
-/// elsewhere) becomes a cleaned, shortened prefix and 12 hex digits of a hash of both; its
-/// 13th-last character is a `-`, which a readable name never has there, so the two forms cannot
-/// collide either.
-pub fn workload_name(model: &str, version: &str) -> String {
-    const MAX: usize = 63;
-    const HASH: usize = 12;
-    let readable_version = version.len() == 16
-        && version
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if is_dns_label(model) && readable_version && model.len() + 1 + version.len() <= MAX {
-        return format!("{model}-{version}");
-    }
-    let clean = |s: &str| -> String {
-        let mut out = String::new();
-        for c in s.chars().map(|c| c.to_ascii_lowercase()) {
-            let c = if c.is_ascii_alphanumeric() { c } else { '-' };
-            if !(c == '-' && out.ends_with('-')) {
-                out.push(c);
-            }
-        }
-        out.trim_matches('-').to_owned()
-    };
-    let mut prefix = clean(&format!("{model}-{version}"));
-    if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
-        prefix.insert_str(0, "m-");
-    }
-    prefix.truncate(MAX - 1 - HASH);
-    let prefix = prefix.trim_end_matches('-');
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(model.as_bytes());
-    h.update([0u8]);
-    h.update(version.as_bytes());
-    let digest = hex::encode(h.finalize());
-    format!("{prefix}-{}", &digest[..HASH])
-}
-
-/// `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1] != b'-'
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-/// A label value: ≤ 63 chars of `[A-Za-z0-9._-]`, alphanumeric at both ends.
-pub fn label_value(s: &str) -> String {
-    let mut v: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    v.truncate(63);
-    v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned()
-}
-
 pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSpec> {
     let invalid = |message: String| InvalidSpec {
         model: t.model.to_owned(),
@@ -159,7 +76,7 @@ pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSp
     if cfg.image.trim().is_empty() {
         return Err(invalid("training.image is empty".into()));
     }
-    let name = workload_name(t.model, &t.ready.version);
+    let name = training_name(t.model, &t.ready.version, t.image);
     let mut labels = BTreeMap::from([
         (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
         (LABEL_RUN_ID.to_owned(), label_value(&t.ready.run_id)),
@@ -169,10 +86,18 @@ pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSp
             LABEL_DATASET_VERSION.to_owned(),
             label_value(&t.ready.version),
         ),
+        (
+            LABEL_PURPOSE.to_owned(),
+            Purpose::Training.label().to_owned(),
+        ),
     ]);
+    if let Some(i) = t.image {
+        labels.insert(LABEL_GIT_COMMIT.to_owned(), label_value(&i.commit));
+    }
     let env = trainer_env(cfg, t);
     let container = container(
         cfg,
+        &image_of(cfg, t),
         &env,
         if cfg.kind == WorkloadKind::PyTorchJob {
             "pytorch"
@@ -202,12 +127,22 @@ pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSp
         namespace: Some(t.namespace.clone()),
         labels: Some(labels),
         // Exact values (labels may have been shortened or sanitized).
-        annotations: Some(BTreeMap::from([
-            (ANN_RUN_ID.to_owned(), t.ready.run_id.clone()),
-            (ANN_MODEL.to_owned(), t.model.to_owned()),
-            (ANN_DATASET_VERSION.to_owned(), t.ready.version.clone()),
-            ("mlops.dev/train-uri".to_owned(), t.ready.train_uri.clone()),
-        ])),
+        annotations: Some(
+            BTreeMap::from([
+                (ANN_RUN_ID.to_owned(), t.ready.run_id.clone()),
+                (ANN_MODEL.to_owned(), t.model.to_owned()),
+                (ANN_DATASET_VERSION.to_owned(), t.ready.version.clone()),
+                ("mlops.dev/train-uri".to_owned(), t.ready.train_uri.clone()),
+            ])
+            .into_iter()
+            .chain(t.image.into_iter().flat_map(|i| {
+                [
+                    (ANN_GIT_COMMIT.to_owned(), i.commit.clone()),
+                    (ANN_IMAGE.to_owned(), i.reference.clone()),
+                ]
+            }))
+            .collect(),
+        ),
         ..Default::default()
     };
     let deadline =
@@ -282,7 +217,7 @@ pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSp
                     name: cfg.runtime.clone(),
                 },
                 trainer: Trainer {
-                    image: cfg.image.clone(),
+                    image: image_of(cfg, t),
                     command: cfg.command.clone(),
                     args: cfg.args.clone(),
                     env: container.env.clone().unwrap_or_default(),
@@ -300,6 +235,7 @@ pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSp
         })?,
     };
     Ok(Workload {
+        purpose: Purpose::Training,
         kind: cfg.kind,
         cluster: t.cluster.clone(),
         namespace: t.namespace.clone(),
@@ -340,10 +276,20 @@ pub fn trainer_env(cfg: &TrainingConfig, t: &Target<'_>) -> Vec<(String, String)
     if let Some(label) = t.label_column {
         env.insert("LABEL_COLUMN".into(), label.to_owned());
     }
+    if let Some(i) = t.image {
+        // The trainer tags its MLflow run `mlops.git_commit` with it.
+        env.insert("MLOPS_GIT_COMMIT".into(), i.commit.clone());
+    }
     env.into_iter().collect()
 }
 
-fn container(cfg: &TrainingConfig, env: &[(String, String)], name: &str) -> Container {
+/// The image the trainer runs: a code run's by digest, else the configured one.
+fn image_of(cfg: &TrainingConfig, t: &Target<'_>) -> String {
+    t.image
+        .map_or_else(|| cfg.image.clone(), |i| i.reference.clone())
+}
+
+fn container(cfg: &TrainingConfig, image: &str, env: &[(String, String)], name: &str) -> Container {
     let mut limits = BTreeMap::new();
     let mut requests = BTreeMap::new();
     if cfg.resources.gpu > 0 {
@@ -361,7 +307,7 @@ fn container(cfg: &TrainingConfig, env: &[(String, String)], name: &str) -> Cont
     }
     Container {
         name: name.to_owned(),
-        image: Some(cfg.image.clone()),
+        image: Some(image.to_owned()),
         command: (!cfg.command.is_empty()).then(|| cfg.command.clone()),
         args: (!cfg.args.is_empty()).then(|| cfg.args.clone()),
         env: Some(
