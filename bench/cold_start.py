@@ -136,6 +136,15 @@ FUNCTIONS = {
                                           "revision": "0" * 39 + "1", "model": "not-served", "message": "ok"}}),
                     {"EVENT_BUS_NAME": "mlops", "ARTIFACT_BUCKET": "a", "CLUSTER_NAME": "ml-prod",
                      "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
+    # A ModelCodePushed of a model without a source block: acknowledged without the cluster or
+    # ECR (the Git token is read from moto at init, as in Lambda).
+    "build-image": (sqs_batch({"version": "0", "id": "e", "detail-type": "ModelCodePushed",
+                               "source": "mlops.git-webhook",
+                               "detail": {"schema_version": "1", "run_id": "run-1", "model": "not-built",
+                                          "repo": "r", "ref": "refs/heads/main", "commit": "0" * 39 + "1",
+                                          "changed": [], "delivery_id": "d"}}),
+                    {"EVENT_BUS_NAME": "mlops", "CLUSTER_NAME": "ml-prod",
+                     "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
     # A signed GitHub ping through a Function URL (secret from moto, filled in by main()).
     "git-webhook": (None, {"EVENT_BUS_NAME": "mlops", "ARTIFACT_BUCKET": "a",
                            "PIPELINE_CONFIG": str(ROOT / "samples/pipeline.yaml")}),
@@ -223,6 +232,7 @@ def main() -> int:
     FUNCTIONS["git-webhook"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_WEBHOOK_SECRET_ARN": secret_arn})
     FUNCTIONS["promote-model"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_TOKEN_SECRET_ARN": "git-token"})
     FUNCTIONS["deploy-sync"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_TOKEN_SECRET_ARN": "git-token"})
+    FUNCTIONS["build-image"][1].update({"AWS_ENDPOINT_URL": endpoint, "GIT_TOKEN_SECRET_ARN": "git-token"})
     events = {"mlflow-webhook": function_url_request, "git-webhook": github_ping}
     for name, (event, env) in FUNCTIONS.items():
         bootstrap = args.lambda_dir / name / "bootstrap"

@@ -887,6 +887,75 @@ mod tests {
     use super::*;
 
     #[test]
+    fn source_blocks_are_validated_with_the_field_named() {
+        let config = |over: &[(&str, &str)], training: bool| {
+            let mut fields = vec![
+                ("repo", "\"https://github.com/o/t.git\""),
+                (
+                    "image",
+                    "\"123456789012.dkr.ecr.us-east-1.amazonaws.com/t\"",
+                ),
+            ];
+            for (k, v) in over {
+                fields.retain(|(f, _)| f != k);
+                fields.push((k, v));
+            }
+            let source: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            format!(
+                "datasets:\n  d: {{prefix: p/, format: csv, columns: {{a: int}}, model: m}}\nmodels:\n  m:\n{}    source: {{{}}}\n",
+                if training {
+                    "    training: {image: x}\n"
+                } else {
+                    ""
+                },
+                source.join(", ")
+            )
+        };
+        let ok = PipelineConfig::from_yaml(&config(&[], true), "t").expect("valid");
+        let src = ok.models["m"].source.clone().expect("source");
+        assert_eq!(
+            (
+                src.branch.as_str(),
+                src.context.as_str(),
+                src.dockerfile.as_str(),
+                src.deadline
+            ),
+            ("main", ".", "Dockerfile", 3600)
+        );
+        for (over, needle) in [
+            (
+                (
+                    "image",
+                    "\"123456789012.dkr.ecr.us-east-1.amazonaws.com/t:1.0\"",
+                ),
+                "source.image",
+            ),
+            (("image", "\"docker.io/library/python\""), "source.image"),
+            (("context", "\"../elsewhere\""), "source.context"),
+            (("dockerfile", "\"/abs/Dockerfile\""), "source.dockerfile"),
+            (("deadline", "12h"), "source.deadline"),
+            (("resources", "{gpu: 1}"), "no GPU"),
+            (("repo", "\"git@github.com:o/t.git\""), "source.repo"),
+            (("dataset", "nope"), "source.dataset"),
+        ] {
+            let err = match PipelineConfig::from_yaml(&config(&[over], true), "t") {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("accepted: {over:?}"),
+            };
+            assert!(err.contains(needle), "{over:?}: {err}");
+        }
+        let err = PipelineConfig::from_yaml(&config(&[], false), "t").expect_err("refused");
+        assert!(err.to_string().contains("no training block"), "{err}");
+        // Which paths are a code change.
+        let mut s = src;
+        assert!(s.concerns("train.py") && s.concerns("a/b/c"));
+        s.context = "trainer".into();
+        s.dockerfile = "docker/Dockerfile".into();
+        assert!(s.concerns("trainer/train.py") && s.concerns("trainer/docker/Dockerfile"));
+        assert!(!s.concerns("trainer-old/x") && !s.concerns("README.md") && !s.concerns("trainer"));
+    }
+
+    #[test]
     fn sample_config_parses() {
         let text = include_str!("../../samples/pipeline.yaml");
         let cfg = PipelineConfig::from_yaml(text, "samples/pipeline.yaml").expect("sample parses");

@@ -39,11 +39,14 @@ the local stack is up (samples/pipeline.yaml); Ctrl-C stops it and deletes its d
   MLflow UI      {mlflow}   (MLFLOW_TRACKING_URI for notebooks)
   webhook        {webhook}   (registered on that MLflow, generated secret)
   manifests repo {manifests}   (git http-backend; a validated version is committed here)
+  trainer repos  {trainers}   (a push that changes the trainer rebuilds and retrains)
   event bus      {bus}, queues+DLQs for {queues}
 
 drop a file:
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \\
     aws s3 cp samples/data/transactions.csv s3://{data}/incoming/transactions/{day}/transactions.csv --endpoint-url {s3}
+or push a change to a trainer repo (user x-access-token, password {token}):
+  git clone http://x-access-token:{token}@{trainer_host} trainer && cd trainer && … && git push
 or register a version of {models} from a notebook (MLFLOW_TRACKING_URI={mlflow}) and watch the
 gate judge it. Training runs locally (the local executor stands in for EKS); trainer logs in
 {logs}. Events as they happen:
@@ -54,6 +57,18 @@ gate judge it. Training runs locally (the local executor stands in for EKS); tra
         mlflow = local.mlflow.endpoint,
         webhook = local.webhook_url,
         manifests = local.manifests_repo,
+        trainers = local
+            .trainer_repos
+            .iter()
+            .map(|r| format!("{} ({})", r.url, r.model))
+            .collect::<Vec<_>>()
+            .join(", "),
+        token = local.git_token,
+        trainer_host = local
+            .trainer_repos
+            .first()
+            .map(|r| r.url.trim_start_matches("http://").to_owned())
+            .unwrap_or_default(),
         bus = local.stack.bus,
         queues = local.stack.queues.keys().cloned().collect::<Vec<_>>().join(", "),
         models = models.join(", "),

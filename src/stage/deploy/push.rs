@@ -522,7 +522,6 @@ models:
     fn a_push_is_a_code_change_only_under_a_models_context_on_its_branch() {
         let p = PipelineConfig::from_yaml(SOURCES, "t").expect("config");
         let trainer = "https://github.com/example/fraud-trainer.git";
-        let models = "git@github.com:example/models.git";
         let monorepo = "https://GitHub.com/example/models";
         let changed = |o: CodeOutcome| match o {
             CodeOutcome::Changes { changes, commit } => {
@@ -595,7 +594,7 @@ models:
         ours.commits[0].message = "Bump\n\nMlops-Run-Id: run-1\n".into();
         assert!(matches!(code_changes(&p, &ours), CodeOutcome::Ignored(_)));
         // A forge that left the commit list out: every model of the repo is rebuilt.
-        let mut truncated = push(models, "refs/heads/release", &[]);
+        let mut truncated = push(monorepo, "refs/heads/release", &[]);
         truncated.truncated = true;
         assert_eq!(changed(code_changes(&p, &truncated)).len(), 2);
         // Not a source repo at all: the manifests path decides.

@@ -496,3 +496,101 @@ fn workload_names_are_valid_and_injective() {
         }
     }
 }
+
+fn image_built() -> EventBridgeEvent<serde_json::Value> {
+    serde_json::from_str(include_str!(
+        "../../../events/samples/mlops/ImageBuilt.json"
+    ))
+    .expect("sample")
+}
+
+/// `ImageBuilt` → the latest ready version of the model's dataset, trained with the new image
+/// by digest, under a name of its own; once.
+#[tokio::test]
+async fn a_built_image_retrains_the_latest_dataset_version_by_digest_once() {
+    use crate::stage::latest::{self, Latest};
+    let (p, cluster, bus, store) = (
+        pipeline("job"),
+        MemoryCluster::default(),
+        MemoryBus::default(),
+        MemoryStore::default(),
+    );
+    let s = TrainingSettings {
+        artifact_bucket: Some("artifacts".into()),
+        ..settings()
+    };
+    let stage = LaunchTraining {
+        pipeline: &p,
+        settings: &s,
+        cluster: &cluster,
+        bus: &bus,
+        store: &store,
+    };
+    // No ready version yet: a permanent, named failure.
+    let Launched::Failed(f) = stage.handle(&image_built()).await.expect("handled") else {
+        panic!("not failed")
+    };
+    assert_eq!(f.condition.reason.as_deref(), Some("NoDataset"));
+    assert!(
+        f.condition
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("transactions"),
+        "{:?}",
+        f.condition
+    );
+    // Two versions arrive; the newer one is trained.
+    let mut ready: crate::event::DatasetReady =
+        serde_json::from_value(ready_event().detail).expect("detail");
+    for (version, at) in [("1111111111111111", 100), ("9c1e4b7a2d3f5e60", 200)] {
+        ready.version = version.into();
+        ready.source.key = format!("incoming/transactions/{at}.csv");
+        latest::advance(
+            &store,
+            "artifacts",
+            "state/",
+            &Latest {
+                arrived_at: chrono::DateTime::from_timestamp(1_700_000_000 + at, 0).expect("t"),
+                ready: ready.clone(),
+            },
+        )
+        .await
+        .expect("pointer");
+    }
+    let Launched::Submitted(sub) = stage.handle(&image_built()).await.expect("handled") else {
+        panic!("not submitted")
+    };
+    let built = image_built().detail;
+    let digest = built["digest"].as_str().expect("digest");
+    let commit = built["commit"].as_str().expect("commit");
+    assert_eq!(sub.dataset_version, "9c1e4b7a2d3f5e60");
+    assert_eq!(sub.run_id, built["run_id"].as_str().expect("run"));
+    assert_eq!(sub.git_commit.as_deref(), Some(commit));
+    let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/fraud-trainer@{digest}");
+    assert_eq!(sub.image.as_deref(), Some(image.as_str()));
+    // Not the data run's name: both may exist side by side.
+    assert_ne!(sub.workload.name, NAME);
+    let applied = cluster.applied.lock().expect("lock").clone();
+    assert_eq!(applied.len(), 1);
+    let c = &applied[0].object["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], image.as_str());
+    let env: Vec<(String, String)> = applied[0].env.clone();
+    assert!(env.contains(&("MLOPS_GIT_COMMIT".into(), commit.into())));
+    assert_eq!(
+        applied[0].object["metadata"]["labels"]["mlops.dev/git-commit"],
+        commit
+    );
+    // The same image again (a redelivery): nothing new.
+    assert!(matches!(
+        stage.handle(&image_built()).await.expect("handled"),
+        Launched::Duplicate { .. }
+    ));
+    assert_eq!(cluster.applied.lock().expect("lock").len(), 1);
+    // The data run of the same version still gets its own workload.
+    let Launched::Submitted(data) = stage.handle(&ready_event()).await.expect("handled") else {
+        panic!("not submitted")
+    };
+    assert_eq!(data.workload.name, NAME);
+    assert!(data.image.is_none());
+}
