@@ -146,3 +146,22 @@ pub fn label_value(s: &str) -> String {
     v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
         .to_owned()
 }
+
+/// A Job's `podFailurePolicy` that does not count a pod evicted for a node's disruption (a spot
+/// reclaim, a drain: condition `DisruptionTarget`) toward `backoffLimit`. It needs
+/// `restartPolicy: Never` and `podReplacementPolicy: Failed` beside it (CONTRACTS §5).
+pub fn disruptions_ignored() -> k8s_openapi::api::batch::v1::PodFailurePolicy {
+    use k8s_openapi::api::batch::v1::{
+        PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+    };
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "Ignore".into(),
+            on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                type_: "DisruptionTarget".into(),
+                status: Some("True".into()),
+            }]),
+            ..Default::default()
+        }],
+    }
+}

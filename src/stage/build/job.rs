@@ -18,9 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
-};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     AppArmorProfile, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, PodSpec,
     PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
@@ -32,8 +30,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::config::{SourceConfig, WorkloadKind};
 use crate::port::workload::{
     ANN_GIT_COMMIT, ANN_GIT_REPO, ANN_IMAGE, ANN_MODEL, ANN_RUN_ID, LABEL_GIT_COMMIT, LABEL_MODEL,
-    LABEL_PURPOSE, LABEL_RUN_ID, LABEL_WORKLOAD, MANAGED_BY, Purpose, Workload, label_value,
-    workload_name,
+    LABEL_PURPOSE, LABEL_RUN_ID, LABEL_WORKLOAD, MANAGED_BY, Purpose, Workload,
+    disruptions_ignored, label_value, workload_name,
 };
 
 /// The Secret holding the Git token (key [`GIT_TOKEN_KEY`]), one per build namespace.
@@ -255,16 +253,7 @@ pub fn render(src: &SourceConfig, t: &BuildTarget<'_>) -> Result<Workload, Strin
             active_deadline_seconds: Some(deadline),
             ttl_seconds_after_finished: Some(TTL_AFTER_FINISHED),
             pod_replacement_policy: Some("Failed".into()),
-            pod_failure_policy: Some(PodFailurePolicy {
-                rules: vec![PodFailurePolicyRule {
-                    action: "Ignore".into(),
-                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
-                        type_: "DisruptionTarget".into(),
-                        status: Some("True".into()),
-                    }]),
-                    ..Default::default()
-                }],
-            }),
+            pod_failure_policy: Some(disruptions_ignored()),
             template: pod,
             ..Default::default()
         }),

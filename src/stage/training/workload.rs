@@ -10,9 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
-};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements, Toleration as K8sToleration,
 };
@@ -25,7 +23,7 @@ use crate::event::DatasetReady;
 use crate::port::workload::{
     ANN_DATASET_VERSION, ANN_GIT_COMMIT, ANN_IMAGE, ANN_MODEL, ANN_RUN_ID, LABEL_DATASET,
     LABEL_DATASET_VERSION, LABEL_GIT_COMMIT, LABEL_MODEL, LABEL_PURPOSE, LABEL_RUN_ID,
-    LABEL_WORKLOAD, MANAGED_BY, Purpose, Workload, label_value, workload_name,
+    LABEL_WORKLOAD, MANAGED_BY, Purpose, Workload, disruptions_ignored, label_value, workload_name,
 };
 
 const GPU: &str = "nvidia.com/gpu";
@@ -160,16 +158,7 @@ pub fn build(cfg: &TrainingConfig, t: &Target<'_>) -> Result<Workload, InvalidSp
                 active_deadline_seconds: Some(deadline),
                 ttl_seconds_after_finished: Some(ttl),
                 pod_replacement_policy: Some("Failed".into()),
-                pod_failure_policy: Some(PodFailurePolicy {
-                    rules: vec![PodFailurePolicyRule {
-                        action: "Ignore".into(),
-                        on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
-                            type_: "DisruptionTarget".into(),
-                            status: Some("True".into()),
-                        }]),
-                        ..Default::default()
-                    }],
-                }),
+                pod_failure_policy: Some(disruptions_ignored()),
                 template: pod,
                 ..Default::default()
             }),
