@@ -187,3 +187,73 @@ async fn a_code_push_builds_its_commit_and_trains_it_exactly_once() {
         );
     }
 }
+
+/// data-arrival's `latest` pointer on real S3 conditional writes (moto: `If-Match` /
+/// `If-None-Match: *`): arrivals written concurrently in every order leave the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_latest_pointer_never_moves_back_under_concurrent_arrivals() {
+    use mlops::event::{Counts, DatasetReady, SourceObject};
+    use mlops::stage::latest::{self, Latest};
+    let sdk = crate::harness::sdk().await;
+    let bucket = format!("{}latest", crate::harness::prefix("lp")).to_ascii_lowercase();
+    aws::s3_client(&sdk)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    let store = std::sync::Arc::new(S3Store::new(aws::s3_client(&sdk)));
+    let arrival = |i: i64| Latest {
+        arrived_at: chrono::DateTime::from_timestamp(1_700_000_000 + i, 0).expect("time"),
+        ready: DatasetReady {
+            schema_version: "1".into(),
+            run_id: format!("run-{i}"),
+            dataset: "transactions".into(),
+            version: format!("{i:016x}"),
+            format: "csv".into(),
+            train_uri: String::new(),
+            test_uri: String::new(),
+            manifest_uri: String::new(),
+            counts: Counts::default(),
+            source: SourceObject {
+                bucket: "data".into(),
+                key: format!("incoming/transactions/{i}.csv"),
+                etag: None,
+                version_id: None,
+                size: None,
+            },
+            model: None,
+        },
+    };
+    // Newest first, oldest first, interleaved: each round on a fresh pointer.
+    let orders: [Vec<i64>; 3] = [
+        (0..10).rev().collect(),
+        (0..10).collect(),
+        vec![5, 9, 0, 3, 8, 1, 7, 2, 6, 4],
+    ];
+    for (round, order) in orders.iter().enumerate() {
+        let prefix = format!("state/round-{round}/");
+        let tasks: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                let (store, bucket, prefix) = (store.clone(), bucket.clone(), prefix.clone());
+                let l = arrival(i);
+                tokio::spawn(async move { latest::advance(&*store, &bucket, &prefix, &l).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("advance");
+        }
+        let got = latest::read(&*store, &bucket, &prefix, "transactions")
+            .await
+            .expect("read")
+            .expect("a pointer");
+        assert_eq!(got.ready.version, format!("{:016x}", 9), "round {round}");
+        // An older arrival processed late does not move it back.
+        assert!(
+            !latest::advance(&*store, &bucket, &prefix, &arrival(3))
+                .await
+                .expect("advance")
+        );
+    }
+}
