@@ -354,26 +354,35 @@ fn the_demo_runs_two_drops_and_a_code_push_through_training_to_the_gate_against_
         .take_while(|l| !l.trim().is_empty())
         .copied()
         .collect();
+    let at = |source: &str, t: &str| {
+        block
+            .iter()
+            .position(|l| l.contains(source) && l.contains(&format!(" {t} ")))
+            .unwrap_or_else(|| panic!("no {t} from {source} in run {code_run}: {block:#?}"))
+    };
     let order: Vec<usize> = [
         ("mlops.git-webhook", "ModelCodePushed"),
         ("mlops.build-image", "ImageBuildSubmitted"),
         ("mlops.training-watch", "ImageBuilt"),
         ("mlops.launch-training", "TrainingJobSubmitted"),
-        ("mlops.training-watch", "TrainingJobSucceeded"),
+        // The trainer registers the version while its Job still runs, so the registry's report
+        // and the watcher's `TrainingJobSucceeded` come in either order; both follow the
+        // submission.
+        ("mlops.", "ModelVersionCreated"),
         ("mlops.validate-model", "ModelValidated"),
         ("mlops.promote-model", "ModelPromoted"),
     ]
     .iter()
-    .map(|(source, t)| {
-        block
-            .iter()
-            .position(|l| l.contains(source) && l.contains(&format!(" {t} ")))
-            .unwrap_or_else(|| panic!("no {t} from {source} in run {code_run}: {block:#?}"))
-    })
+    .map(|(source, t)| at(source, t))
     .collect();
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "in pipeline order: {block:#?}"
+    );
+    assert!(
+        at("mlops.training-watch", "TrainingJobSucceeded")
+            > at("mlops.launch-training", "TrainingJobSubmitted"),
+        "training reported after its submission: {block:#?}"
     );
     assert!(
         block
