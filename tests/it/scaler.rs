@@ -11,7 +11,7 @@ use mlops::adapter::kubernetes::KubeCluster;
 use mlops::adapter::memory::{MemoryBus, MemoryStore};
 use mlops::config::ScalingConfig;
 use mlops::port::ObjectStore;
-use mlops::stage::serving::scaler::{Outcome, ScalerState, ServedModel, VllmScaler};
+use mlops::stage::serving::scaler::{Outcome, ScalerError, ScalerState, ServedModel, VllmScaler};
 use serde_json::{Value, json};
 
 use crate::apiserver::{Call, call, serve, status};
@@ -188,9 +188,21 @@ async fn evaluate(
     store: &MemoryStore,
     now: chrono::DateTime<chrono::Utc>,
 ) -> (Outcome, Vec<Value>) {
+    let bus = MemoryBus::default();
+    let out = evaluate_on(script, store, &bus, now)
+        .await
+        .expect("evaluation");
+    (out, bus.events().into_iter().map(|e| e.detail).collect())
+}
+
+async fn evaluate_on(
+    script: Vec<Call>,
+    store: &MemoryStore,
+    bus: &MemoryBus,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Outcome, ScalerError> {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(serve(handle, script));
-    let bus = MemoryBus::default();
     let out = {
         let cluster = KubeCluster::new(kube::Client::new(svc, "default"), "ml-prod");
         let metrics = PodProxyMetrics { cluster: &cluster };
@@ -198,19 +210,27 @@ async fn evaluate(
             cluster: &cluster,
             metrics: &metrics,
             store,
-            bus: &bus,
+            bus,
             state_bucket: BUCKET,
             state_prefix: "state/",
         }
         .evaluate(&model(), now)
         .await
-        .expect("evaluation")
     };
     tokio::time::timeout(std::time::Duration::from_secs(5), server)
         .await
         .expect("server finished")
         .expect("script held");
-    (out, bus.events().into_iter().map(|e| e.detail).collect())
+    out
+}
+
+async fn saved_state(store: &MemoryStore) -> ScalerState {
+    let saved = store
+        .get(BUCKET, &format!("state/vllm-scaler/{NS}/{DEP}.json"))
+        .await
+        .expect("get")
+        .expect("state");
+    serde_json::from_slice(&saved.body).expect("state json")
 }
 
 // Per pod over 15 s: 66,000 prompt tokens (4,400/s × 0.09 ms = 396 ms per second) and 6,750
@@ -270,6 +290,74 @@ async fn token_rates_from_the_pod_proxy_scale_the_deployment_through_its_scale_s
     let state: ScalerState = serde_json::from_slice(&saved.body).expect("state json");
     assert_eq!(state.counters.len(), 2);
     assert_eq!(state.counters["vllm-a"].1, 1_066_000.0);
+}
+
+#[tokio::test]
+async fn a_change_the_bus_refused_to_hear_of_is_announced_by_the_next_evaluation() {
+    let now = chrono::Utc::now();
+    let store = seeded_store(now).await;
+    let bus = MemoryBus::default();
+    bus.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pods = || {
+        list_pods(vec![
+            pod("vllm-a", true),
+            pod("vllm-b", true),
+            pod("vllm-c", false),
+        ])
+    };
+    let scrapes = || {
+        [
+            scrape("vllm-a", &busy("vllm:kv_cache_usage_perc")),
+            scrape("vllm-b", &busy("vllm:kv_cache_usage_perc")),
+        ]
+    };
+    // The Deployment is scaled 2 → 3, then PutEvents fails: the evaluation fails (the invocation
+    // is retried) and the event waits in the state.
+    let mut script = vec![get_deployment(2), pods()];
+    script.extend(scrapes());
+    script.extend([no_keda(), hpas(vec![]), patch_scale(3, 200)]);
+    let err = evaluate_on(script, &store, &bus, now)
+        .await
+        .expect_err("the bus failed");
+    assert!(matches!(err, ScalerError::Bus { .. }), "{err}");
+    assert!(bus.events().is_empty());
+    let parked = saved_state(&store).await.unsent;
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].from, parked[0].to), (2, 3));
+
+    // While the bus still fails, the next evaluation parks it again and changes nothing.
+    let mut script = vec![get_deployment(3), pods()];
+    script.extend(scrapes());
+    let later = now + chrono::Duration::seconds(15);
+    evaluate_on(script, &store, &bus, later)
+        .await
+        .expect_err("the bus still fails");
+    assert_eq!(saved_state(&store).await.unsent, parked);
+
+    // The bus is back: the next evaluation (nothing to change: 3 asked for, one starting)
+    // announces the earlier change once and clears it.
+    bus.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut script = vec![get_deployment(3), pods()];
+    script.extend(scrapes());
+    let out = evaluate_on(script, &store, &bus, later + chrono::Duration::seconds(15))
+        .await
+        .expect("evaluation");
+    assert!(
+        matches!(out, Outcome::Unchanged { replicas: 3, .. }),
+        "{out:?}"
+    );
+    let events = bus.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail_type, "ServingScaled");
+    assert_eq!(
+        (
+            events[0].detail["from"].as_u64(),
+            events[0].detail["to"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    assert_eq!(events[0].detail["run_id"], RUN);
+    assert!(saved_state(&store).await.unsent.is_empty());
 }
 
 #[tokio::test]

@@ -9,6 +9,10 @@
 //! second one's write fails and it stops. The scale patch carries the Deployment's
 //! `resourceVersion`, so a Deployment changed meanwhile (a rollout, a person) is not
 //! overwritten with a stale count.
+//!
+//! Nothing is lost between the patch and the bus: a `ServingScaled` whose PutEvents failed
+//! after the change was made is parked in the state and sent by the next evaluation (at least
+//! once: a put that failed after EventBridge took it is sent twice).
 
 use std::collections::BTreeMap;
 
@@ -69,6 +73,9 @@ pub struct ScalerState {
     /// Per pod: (unix seconds, prompt tokens, generated tokens) at the last read.
     #[serde(default)]
     pub counters: BTreeMap<String, (f64, f64, f64)>,
+    /// Changes made whose `ServingScaled` could not be put on the bus yet, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsent: Vec<ServingScaled>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -260,18 +267,26 @@ where
             unserved: 0.0,
         };
         let decision = decide(&m.policy, &o, &mut state.policy);
+        let parked = std::mem::take(&mut state.unsent);
         let body = serde_json::to_vec(&state).unwrap_or_default();
-        match self
+        let etag = match self
             .store
             .put(self.state_bucket, &key, body, precondition)
             .await
             .map_err(store_err)?
         {
-            Written::Ok { .. } => {}
+            Written::Ok { etag } => etag,
             Written::PreconditionFailed => {
                 tracing::info!(model = %m.model, "another evaluation got there first");
                 return Ok(Outcome::Raced);
             }
+        };
+        // This evaluation holds the state now: what an earlier one changed but could not
+        // announce goes first, before anything here can fail. If the bus still refuses, they
+        // are parked again and nothing is changed (a change now could only be parked too).
+        if !parked.is_empty() {
+            tracing::info!(model = %m.model, events = parked.len(), "sending parked ServingScaled");
+            self.send(m, &key, &etag, &mut state, parked).await?;
         }
         if decision.desired == d.replicas {
             return Ok(Outcome::Unchanged {
@@ -339,18 +354,55 @@ where
             controller: owner.as_ref().map(Autoscaler::describe),
             metrics: metrics_of(&decision, ready.len(), o.pending),
         };
-        let event = BusEvent::new(&event).map_err(|source| ScalerError::Encode {
-            model: m.model.clone(),
-            source,
-        })?;
-        self.bus
-            .put(&[event])
-            .await
-            .map_err(|source| ScalerError::Bus {
+        self.send(m, &key, &etag, &mut state, vec![event]).await?;
+        Ok(outcome)
+    }
+
+    /// Puts `events` on the bus; when that fails, parks them in the state (at `etag`, the
+    /// version this evaluation wrote) for the next evaluation, and fails.
+    async fn send(
+        &self,
+        m: &ServedModel,
+        key: &str,
+        etag: &str,
+        state: &mut ScalerState,
+        events: Vec<ServingScaled>,
+    ) -> Result<(), ScalerError> {
+        let encoded = events
+            .iter()
+            .map(BusEvent::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| ScalerError::Encode {
                 model: m.model.clone(),
                 source,
             })?;
-        Ok(outcome)
+        let Err(source) = self.bus.put(&encoded).await else {
+            return Ok(());
+        };
+        state.unsent = events;
+        let body = serde_json::to_vec(&state).unwrap_or_default();
+        match self
+            .store
+            .put(
+                self.state_bucket,
+                key,
+                body,
+                Precondition::Matches(etag.to_owned()),
+            )
+            .await
+        {
+            Ok(Written::Ok { .. }) => {
+                tracing::warn!(model = %m.model, error = %source, "ServingScaled not sent: parked for the next evaluation");
+            }
+            Ok(Written::PreconditionFailed) | Err(_) => {
+                tracing::error!(model = %m.model, error = %source, events = ?state.unsent,
+                    "ServingScaled not sent and not parked (the state moved on or is unwritable): lost");
+            }
+        }
+        Err(ScalerError::Bus {
+            model: m.model.clone(),
+            source,
+        })
     }
 }
 
