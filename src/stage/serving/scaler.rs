@@ -394,9 +394,13 @@ where
             Ok(Written::Ok { .. }) => {
                 tracing::warn!(model = %m.model, error = %source, "ServingScaled not sent: parked for the next evaluation");
             }
-            Ok(Written::PreconditionFailed) | Err(_) => {
+            Ok(Written::PreconditionFailed) => {
                 tracing::error!(model = %m.model, error = %source, events = ?state.unsent,
-                    "ServingScaled not sent and not parked (the state moved on or is unwritable): lost");
+                    "ServingScaled not sent and not parked (another evaluation wrote the state since): lost");
+            }
+            Err(store) => {
+                tracing::error!(model = %m.model, error = %source, store_error = %store, events = ?state.unsent,
+                    "ServingScaled not sent and not parked (the state is unwritable): lost");
             }
         }
         Err(ScalerError::Bus {
